@@ -1,0 +1,29 @@
+"""What every command shares: the consoles and small rendering helpers."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    """The progress bar every long loop uses (writes to stderr so stdout stays clean for pipes)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=err_console, transient=transient,
+    )
+
+
+def summary_table(title: str, rows: list[tuple[str, object]]) -> Table:
+    """A two-column summary table (what, value), printed at the end of a command."""
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    return table

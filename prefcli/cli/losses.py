@@ -1,0 +1,13 @@
+"""Placeholder until this command group lands."""
+
+from __future__ import annotations
+
+import typer
+
+from prefcli.errors import PrefcliError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("losses", hidden=True)
+    def _not_yet() -> None:
+        raise PrefcliError("losses is not yet available")
