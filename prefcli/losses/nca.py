@@ -1,0 +1,29 @@
+"""NCA: noise-contrastive alignment, pairwise form."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param
+
+
+class NCALoss(PreferenceLoss):
+    r"""NCA (Chen et al., 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards",
+    arXiv:2402.05369), pair form as TRL's ``nca_pair``. With rewards ``r = beta * rho``::
+
+        loss = -log sigmoid(r_w) - 0.5 * log sigmoid(-r_w) - 0.5 * log sigmoid(-r_l)
+
+    Unlike DPO it optimises absolute rewards, so the chosen likelihood does not fall with the rejected one.
+    """
+
+    name = "nca"
+    paper = "Chen et al. 2024, NCA (arXiv:2402.05369)"
+    formula = "-logσ(r_w) - ½logσ(-r_w) - ½logσ(-r_l), r = βρ"
+    hparam_specs = (beta_param(),)
+
+    def compute(self, batch: LogpsBatch):
+        chosen_rewards = self.beta * batch.chosen_logratios
+        rejected_rewards = self.beta * batch.rejected_logratios
+        losses = (-F.logsigmoid(chosen_rewards) - 0.5 * F.logsigmoid(-chosen_rewards)
+                  - 0.5 * F.logsigmoid(-rejected_rewards))
+        return losses, chosen_rewards, rejected_rewards, {}

@@ -1,0 +1,31 @@
+"""Robust DPO: an unbiased loss under a known rate of flipped preference labels."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param
+
+
+class RobustDPOLoss(PreferenceLoss):
+    r"""Robust DPO (Chowdhury et al., 2024, "Provably Robust DPO", arXiv:2403.00409).
+
+    With ``h = rho_w - rho_l`` and flip rate ``eps = label_smoothing`` in [0, 0.5)::
+
+        loss = (-(1 - eps) * log sigmoid(beta * h) + eps * log sigmoid(-beta * h)) / (1 - 2 * eps)
+
+    (TRL's ``robust``; equals DPO at ``eps = 0``.)
+    """
+
+    name = "robust"
+    paper = "Chowdhury et al. 2024, Provably Robust DPO (arXiv:2403.00409)"
+    formula = "(-(1-eps)·logσ(βh) + eps·logσ(-βh)) / (1-2eps)"
+    hparam_specs = (beta_param(), label_smoothing_param())
+
+    def compute(self, batch: LogpsBatch):
+        chosen_rewards = self.beta * batch.chosen_logratios
+        rejected_rewards = self.beta * batch.rejected_logratios
+        logits = chosen_rewards - rejected_rewards
+        eps = self.label_smoothing
+        losses = (-(1 - eps) * F.logsigmoid(logits) + eps * F.logsigmoid(-logits)) / (1 - 2 * eps)
+        return losses, chosen_rewards, rejected_rewards, {}
