@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from prefcli.losses.aot import AOTLoss, AOTUnpairedLoss
 from prefcli.losses.apo import APODownLoss, APOZeroLoss
 from prefcli.losses.base import HParam, LogpsBatch, LossOutput, PreferenceLoss, did_you_mean
 from prefcli.losses.bco import BCOPairLoss
@@ -25,14 +26,17 @@ from prefcli.losses.exo import EXOLoss
 from prefcli.losses.hinge import HingeLoss
 from prefcli.losses.ipo import IPOLoss, SigmoidNormLoss
 from prefcli.losses.kto import KTOLoss
+from prefcli.losses.mcpo import MCPOLoss
 from prefcli.losses.nca import NCALoss
+from prefcli.losses.rnce import InfoNCALoss, RNCELoss
 from prefcli.losses.robust import RobustDPOLoss
 from prefcli.losses.simpo import SimPOLoss
 from prefcli.losses.sppo import SPPOHardLoss
 
 _LOSS_CLASSES: tuple[type[PreferenceLoss], ...] = (
     DPOLoss, IPOLoss, HingeLoss, RobustDPOLoss, EXOLoss, NCALoss, BCOPairLoss, SPPOHardLoss, APOZeroLoss,
-    APODownLoss, DiscoPOPLoss, SigmoidNormLoss, SimPOLoss, CPOLoss, RPOLoss, KTOLoss,
+    APODownLoss, DiscoPOPLoss, SigmoidNormLoss, SimPOLoss, CPOLoss, RPOLoss, KTOLoss, AOTLoss, AOTUnpairedLoss,
+    RNCELoss, InfoNCALoss, MCPOLoss,
 )
 REGISTRY: dict[str, type[PreferenceLoss]] = {cls.name: cls for cls in _LOSS_CLASSES}
 
