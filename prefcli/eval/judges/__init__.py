@@ -1,0 +1,54 @@
+"""Judges: anything that answers a :class:`JudgeRequest` with a :class:`JudgeReply`.
+
+``--judge`` specs: an OpenAI-compatible base URL (``http://127.0.0.1:8000/v1``), ``hf:PATH`` (a local HF model) or
+``rule:length`` (a deterministic DEMO judge that prefers the longer output; not a quality measure).
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from prefcli.errors import ConfigError
+from prefcli.eval.judges.base import JudgeReply, JudgeRequest, PermanentJudgeError, TransientJudgeError
+from prefcli.eval.judges.retry import backoff_delay, parse_retry_after
+from prefcli.eval.judges.rule import DEMO_LABEL, RULES
+
+__all__ = ["JudgeReply", "JudgeRequest", "PermanentJudgeError", "TransientJudgeError", "backoff_delay",
+           "parse_retry_after", "make_judge", "judge_kind", "DEMO_LABEL"]
+
+
+def judge_kind(spec: str) -> str:
+    """``openai`` | ``hf`` | ``rule`` for a ``--judge`` value (ConfigError when it is none of them)."""
+    if spec.startswith(("http://", "https://")):
+        return "openai"
+    if spec.startswith("hf:") and len(spec) > 3:
+        return "hf"
+    if spec.startswith("rule:"):
+        rule = spec[len("rule:"):]
+        if rule not in RULES:
+            close = difflib.get_close_matches(rule, RULES, n=1)
+            hint = f"; did you mean 'rule:{close[0]}'?" if close else ""
+            raise ConfigError(f"--judge: unknown rule {rule!r} (available: "
+                              f"{', '.join('rule:' + r for r in RULES)}){hint}")
+        return "rule"
+    raise ConfigError(f"--judge: {spec!r} is not an http(s):// base URL, hf:PATH or rule:NAME")
+
+
+def make_judge(spec: str, *, protocol, model: str | None = None, api_key: str | None = None,
+               timeout: float = 120.0):
+    """Build the judge a ``--judge`` spec names."""
+    kind = judge_kind(spec)
+    if kind == "openai":
+        if not model:
+            raise ConfigError("--judge-model is required with an OpenAI-compatible --judge URL "
+                              "(the model name the server expects)")
+        from prefcli.eval.judges.openai_compat import OpenAICompatibleJudge
+
+        return OpenAICompatibleJudge(spec.rstrip("/"), model, api_key=api_key, timeout=timeout)
+    if kind == "hf":
+        from prefcli.eval.judges.hf_local import LocalHFJudge
+
+        return LocalHFJudge(spec[len("hf:"):])
+    from prefcli.eval.judges.rule import LengthRuleJudge
+
+    return LengthRuleJudge(protocol)

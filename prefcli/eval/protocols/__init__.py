@@ -1,0 +1,275 @@
+"""Judge protocols as data: each one is a small YAML file (prompt template, verdict pattern, weights, order policy),
+found by name among the files beside this module or by path, like lm-eval's task YAMLs.
+
+A protocol shows the judge two outputs, ``output_1`` (first) and ``output_2`` (second). Its verdict labels give the
+score of the *first* output (1 = first better, 0.5 = tie, 0 = second better) and how many games the verdict counts
+for (``weight``; Arena-Hard counts a strong verdict as 3). The run maps that score to the model's side.
+
+YAML keys::
+
+    name, version, description
+    template:           one of
+      alpaca_eval: NAME     the prompt file of the installed alpaca-eval package's evaluator config NAME
+      system: ..., user: ...    inline text
+      file: PATH            a text file (ChatML ``<|im_start|>role`` blocks, or the whole file is the user turn)
+    order: random | both   random: one judgment per item, model side drawn from the seed; both: model first, then second
+    identical_outputs: tie       identical outputs are a tie without a judge call
+    request: {max_tokens, temperature}
+    verdict: {pattern, labels: {LABEL: {first: SCORE, weight: N}}, reply}
+                             the LAST match of ``pattern`` in the judge's reply (group 1) is the verdict
+    logprobs: {top_logprobs, first_token, second_token}   optional AlpacaEval-2.0 probability weighting
+    instructions_hub / reference_hub: {id, config, split}  the public sets, loaded when no file is given
+
+Placeholders in the template: ``{instruction}``, ``{output_1}``, ``{output_2}`` (arena-hard-auto's ``{question_1}``,
+``{answer_1}``, ``{answer_2}`` are accepted too). They are filled in one pass, so text inside an output is never
+substituted again.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.util
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefcli.errors import ConfigError
+
+PROTOCOL_DIR = Path(__file__).parent
+_PLACEHOLDERS = {
+    "instruction": "instruction", "question_1": "instruction", "QUESTION": "instruction",
+    "output_1": "output_1", "answer_1": "output_1", "ANSWER_A": "output_1",
+    "output_2": "output_2", "answer_2": "output_2", "ANSWER_B": "output_2",
+}
+_PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(_PLACEHOLDERS) + r")\}")
+_CHATML_RE = re.compile(r"<\|im_start\|>(system|user|assistant)\s*\n(.*?)<\|im_end\|>", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One parsed judgment: ``first`` is the score of the output shown first (1 win, 0.5 tie, 0 loss, or a
+    probability when ``weighted``), counted ``weight`` times."""
+
+    label: str
+    first: float
+    weight: int = 1
+    weighted: bool = False
+
+
+@dataclass
+class Protocol:
+    name: str
+    version: int
+    description: str
+    system: str | None
+    user: str
+    order: str
+    pattern: str
+    labels: dict[str, dict]
+    max_tokens: int
+    temperature: float
+    reply_format: str = "{label}"
+    identical_outputs: str = "tie"
+    logprobs: dict | None = None
+    instructions_hub: dict | None = None
+    reference_hub: dict | None = None
+    source: str = ""
+    _regex: re.Pattern = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.order not in ("random", "both"):
+            raise ConfigError(f"{self.source}: order: must be 'random' or 'both', got {self.order!r}")
+        try:
+            self._regex = re.compile(self.pattern)
+        except re.error as error:
+            raise ConfigError(f"{self.source}: verdict.pattern: invalid regular expression: {error}") from None
+        if self._regex.groups < 1:
+            raise ConfigError(f"{self.source}: verdict.pattern: needs one capturing group (the label)")
+        for label, spec in self.labels.items():
+            if not isinstance(spec, dict) or not 0.0 <= float(spec.get("first", -1)) <= 1.0:
+                raise ConfigError(f"{self.source}: verdict.labels.{label}: needs 'first' between 0 and 1")
+        found = {_PLACEHOLDERS[name] for name in _PLACEHOLDER_RE.findall((self.system or "") + self.user)}
+        missing = {"instruction", "output_1", "output_2"} - found
+        if missing:
+            raise ConfigError(f"{self.source}: template: missing placeholder(s) "
+                              + ", ".join("{" + m + "}" for m in sorted(missing)))
+
+    @property
+    def template_version(self) -> str:
+        """``NAME-vVERSION-HASH``: the hash covers everything that changes what the judge is asked or how its
+        reply is read, so a changed template never reuses old judgments."""
+        payload = json.dumps([self.system, self.user, self.pattern, self.labels, self.logprobs,
+                              self.max_tokens, self.temperature], sort_keys=True, ensure_ascii=False)
+        return f"{self.name}-v{self.version}-{hashlib.sha256(payload.encode()).hexdigest()[:10]}"
+
+    def render(self, instruction: str, output_1: str, output_2: str) -> list[dict]:
+        """The chat messages sent to the judge."""
+        values = {"instruction": instruction, "output_1": output_1, "output_2": output_2}
+
+        def fill(text: str) -> str:
+            return _PLACEHOLDER_RE.sub(lambda match: values[_PLACEHOLDERS[match.group(1)]], text)
+
+        messages = [{"role": "system", "content": fill(self.system)}] if self.system else []
+        messages.append({"role": "user", "content": fill(self.user)})
+        return messages
+
+    def parse(self, text: str | None, top_logprobs: list[dict] | None = None) -> Verdict | None:
+        """Read the judge's reply (never the outputs): the logprob-weighted preference when the protocol asks
+        for it and the endpoint returned the tokens, else the last verdict tag in ``text``; None if neither."""
+        if self.logprobs and top_logprobs:
+            verdict = self._parse_logprobs(top_logprobs)
+            if verdict is not None:
+                return verdict
+        matches = self._regex.findall(text or "")
+        if not matches:
+            return None
+        last = matches[-1] if isinstance(matches[-1], str) else matches[-1][0]
+        spec = self.labels.get(last)
+        if spec is None:
+            return None
+        return Verdict(label=last, first=float(spec["first"]), weight=int(spec.get("weight", 1)))
+
+    def _parse_logprobs(self, top_logprobs: list[dict]) -> Verdict | None:
+        """AlpacaEval 2.0's weighting: P(first) = p(first_token) / (p(first_token) + p(second_token)) over the
+        first generated token's top log-probs (variants with surrounding spaces are pooled; a token missing from
+        the top-k has probability 0)."""
+        first_token, second_token = self.logprobs["first_token"], self.logprobs["second_token"]
+        pooled: dict[str, list[float]] = {first_token: [], second_token: []}
+        for entry in top_logprobs:
+            token = str(entry.get("token", "")).strip()
+            if token in pooled and entry.get("logprob") is not None:
+                pooled[token].append(float(entry["logprob"]))
+        if not pooled[first_token] and not pooled[second_token]:
+            return None
+        p_first = sum(math.exp(lp) for lp in pooled[first_token])
+        p_second = sum(math.exp(lp) for lp in pooled[second_token])
+        if p_first + p_second <= 0.0:
+            return None
+        share = p_first / (p_first + p_second)
+        return Verdict(label=f"p({first_token})={share:.4f}", first=share, weight=1, weighted=True)
+
+    def reply_for(self, first: float, strong: bool = False) -> str:
+        """A reply in this protocol's vocabulary meaning ``first`` (used by the built-in demo judge)."""
+        candidates = [label for label, spec in self.labels.items() if float(spec["first"]) == first]
+        if not candidates:
+            candidates = sorted(self.labels, key=lambda label: abs(float(self.labels[label]["first"]) - first))[:1]
+        chosen = sorted(candidates, key=lambda label: int(self.labels[label].get("weight", 1)), reverse=strong)[0]
+        return self.reply_format.format(label=chosen)
+
+
+def list_protocols() -> list[str]:
+    """Names of the built-in protocols."""
+    return sorted(path.stem for path in PROTOCOL_DIR.glob("*.yaml"))
+
+
+def load_protocol(name_or_path: str | Path, judge_prompt: str | Path | None = None) -> Protocol:
+    """A protocol by built-in name (``alpaca``, ``arena``) or YAML path; ``judge_prompt`` replaces its template
+    with a user's file (YAML with ``system``/``user``, ChatML text, or plain text = the user turn)."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        path = PROTOCOL_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            close = difflib.get_close_matches(str(name_or_path), list_protocols(), n=3, cutoff=0.4)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"unknown protocol {str(name_or_path)!r} (built-in: {', '.join(list_protocols())})"
+                              f"{hint}")
+    if not path.exists():
+        raise ConfigError(f"{path}: protocol file not found")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    known = {"name", "version", "description", "template", "order", "identical_outputs", "request", "verdict",
+             "logprobs", "instructions_hub", "reference_hub"}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for key in ("name", "template", "verdict"):
+        if key not in spec:
+            raise ConfigError(f"{path}: {key}: missing")
+    if judge_prompt is not None:
+        system, user = read_judge_prompt(judge_prompt)
+    else:
+        system, user = _template_from_spec(spec["template"], path)
+    verdict, request = spec["verdict"], spec.get("request") or {}
+    if "pattern" not in verdict or not verdict.get("labels"):
+        raise ConfigError(f"{path}: verdict: needs 'pattern' and 'labels'")
+    return Protocol(
+        name=str(spec["name"]), version=int(spec.get("version", 1)), description=str(spec.get("description", "")),
+        system=system, user=user, order=str(spec.get("order", "random")), pattern=str(verdict["pattern"]),
+        labels={str(k): dict(v) for k, v in verdict["labels"].items()},
+        reply_format=str(verdict.get("reply", "{label}")),
+        max_tokens=int(request.get("max_tokens", 1024)), temperature=float(request.get("temperature", 0.0)),
+        identical_outputs=str(spec.get("identical_outputs", "tie")), logprobs=spec.get("logprobs"),
+        instructions_hub=spec.get("instructions_hub"), reference_hub=spec.get("reference_hub"), source=str(path),
+    )
+
+
+def read_judge_prompt(path: str | Path) -> tuple[str | None, str]:
+    """(system, user) from a judge prompt file: YAML with ``system``/``user`` (or arena-hard-auto's
+    ``system_prompt``/``prompt_template``), ChatML text, or plain text (the user turn)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: judge prompt file not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            spec = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        system = spec.get("system", spec.get("system_prompt"))
+        user = spec.get("user", spec.get("prompt_template"))
+        if isinstance(user, list):  # arena-hard-auto stores a one-element list
+            user = user[0] if user else None
+        if not isinstance(user, str):
+            raise ConfigError(f"{path}: user: missing (the judge's user message template)")
+        return system, user
+    return _split_chatml(text)
+
+
+def _split_chatml(text: str) -> tuple[str | None, str]:
+    blocks = _CHATML_RE.findall(text)
+    if not blocks:
+        return None, text
+    system = "\n".join(body.strip() for role, body in blocks if role == "system") or None
+    user = "\n".join(body.strip() for role, body in blocks if role != "system")
+    return system, user
+
+
+def _template_from_spec(template: dict, source: Path) -> tuple[str | None, str]:
+    if not isinstance(template, dict):
+        raise ConfigError(f"{source}: template: expected a mapping")
+    if "alpaca_eval" in template:
+        return _split_chatml(alpaca_eval_prompt(str(template["alpaca_eval"])))
+    if "file" in template:
+        file = (source.parent / template["file"]).resolve()
+        if not file.is_file():
+            raise ConfigError(f"{source}: template.file: {file} not found")
+        return _split_chatml(file.read_text(encoding="utf-8"))
+    if "user" not in template:
+        raise ConfigError(f"{source}: template: needs 'alpaca_eval', 'file' or 'user'")
+    return template.get("system"), str(template["user"])
+
+
+def alpaca_eval_prompt(config_name: str) -> str:
+    """The prompt text of an evaluator config shipped by the installed alpaca-eval package (read from its
+    ``evaluators_configs`` directory without importing the package)."""
+    import yaml
+
+    spec = importlib.util.find_spec("alpaca_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the AlpacaEval protocol reads its judge prompt from the alpaca-eval package: "
+                          "pip install 'prefcli[eval]'")
+    configs_dir = Path(list(spec.submodule_search_locations)[0]) / "evaluators_configs"
+    config_file = configs_dir / config_name / "configs.yaml"
+    if not config_file.is_file():
+        raise ConfigError(f"alpaca-eval has no evaluator config {config_name!r} ({config_file} not found)")
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))[config_name]
+    return (configs_dir / config["prompt_template"]).read_text(encoding="utf-8")
