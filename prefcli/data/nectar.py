@@ -1,0 +1,209 @@
+"""Nectar (Zhu et al., 2023) → prefcli records, as in MC-PO (arXiv 2502.04567, Sec. 5 "base setup"): the rank-1
+answer is chosen, the next ``skip_ranks`` answers are dropped to cut label noise, the remaining answers are the
+candidates and a pair's ``rejected`` is drawn uniformly from them.
+
+Input row: ``prompt`` in Anthropic form ``"\\n\\nHuman: …\\n\\nAssistant: …\\n\\nHuman: …\\n\\nAssistant:"``
+(or already a list of chat messages), ``answers: [{answer, model, rank}]`` in any order with int or float ranks,
+optional ``id``; any other field (Nectar's ``turns``, ``num_responses``, ``source``, ``good_natured``) is kept in
+``meta``.
+
+Choices this module makes (documented in the README):
+
+* Ties: answers are ordered by ``(rank, position in the row)``, a stable sort, so among equal ranks the one
+  listed first wins. The order is fully deterministic.
+* ``max_candidates`` keeps the best-ranked remaining answers; answers that are neither chosen nor candidates are
+  listed in ``meta.dropped_*``.
+* ``rejected`` is drawn with ``draw_index(seed, "rejected", location, len(candidates))``: it depends only on the
+  seed and the row's location (line number), so ``--limit``, skipped rows and streaming never change it, and
+  every format draws the same one.
+* ``id``: the row's ``id`` when it has one (string or integer), else the row's location (line number in a
+  text file, 1-based row number otherwise): unique within the file and stable for the same input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from prefcli.data.records import RecordError, normalize_prompt
+from prefcli.data.runner import Converter, InvalidRow, SkipRow
+from prefcli.data.seeding import draw_index
+from prefcli.data.transforms import NEGATIVES, unpaired_record
+
+FORMATS = ("candidates", "pairs", "unpaired")
+_TURN = re.compile(r"\n\n(Human|Assistant):")
+_ROLES = {"Human": "user", "Assistant": "assistant"}
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True)
+class NectarOptions:
+    """How answers become records; see the module docstring."""
+
+    skip_ranks: int = 1
+    max_candidates: int | None = None
+    min_candidates: int = 1
+    format: str = "candidates"
+    negatives: str = "one"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r} (choose {', '.join(FORMATS)})")
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"unknown negatives {self.negatives!r} (choose {', '.join(NEGATIVES)})")
+        if self.skip_ranks < 0 or self.min_candidates < 1:
+            raise ValueError("skip_ranks must be >= 0 and min_candidates >= 1")
+        if self.max_candidates is not None and self.max_candidates < self.min_candidates:
+            raise ValueError("max_candidates must be >= min_candidates")
+
+
+def parse_nectar_prompt(text: str) -> list[dict]:
+    """Split an Anthropic-style prompt into chat messages: ``Human`` → user, ``Assistant`` → assistant.
+
+    Every turn is kept (multi-turn conversations stay multi-turn); each turn's text is stripped of the spaces
+    and blank lines around it; the final, empty ``Assistant:`` turn (where the answer goes) is dropped. A text
+    without any turn marker is one user message, unchanged. Raises ``ValueError`` saying what is wrong.
+    """
+    if not text.startswith("\n\n"):
+        stripped = text.lstrip()
+        if stripped.startswith(("Human:", "Assistant:")):
+            text = "\n\n" + stripped
+    parts = _TURN.split(text)
+    if len(parts) == 1:
+        if not text.strip():
+            raise ValueError("is empty")
+        return [{"role": "user", "content": text}]
+    if parts[0].strip():
+        raise ValueError("has text before the first 'Human:' turn")
+    messages = [{"role": _ROLES[parts[i]], "content": parts[i + 1].strip()} for i in range(1, len(parts), 2)]
+    if messages[0]["role"] != "user":
+        raise ValueError("must start with a 'Human:' turn")
+    if messages[-1]["role"] == "assistant":
+        if messages[-1]["content"]:
+            raise ValueError("must end with an empty 'Assistant:' turn (the answer's place)")
+        messages.pop()
+    for number, message in enumerate(messages, 1):
+        if not message["content"]:
+            raise ValueError(f"turn {number} ({message['role']}) is empty")
+    return messages
+
+
+def row_prompt(row: dict, field: str = "prompt") -> list[dict]:
+    """The row's prompt as chat messages (Anthropic-style text or a message list); raises ``InvalidRow``."""
+    prompt = row.get(field)
+    if isinstance(prompt, str):
+        try:
+            return parse_nectar_prompt(prompt)
+        except ValueError as error:
+            raise InvalidRow(field, str(error), "bad prompt") from None
+    if isinstance(prompt, list):
+        try:
+            return normalize_prompt(prompt)
+        except RecordError as error:
+            raise InvalidRow(error.field.replace("prompt", field, 1), str(error), "bad prompt") from None
+    if prompt is None:
+        raise InvalidRow(field, "missing", f"missing {field}")
+    raise InvalidRow(field, f"must be a string or a list of messages, got {type(prompt).__name__}",
+                     f"mistyped {field}")
+
+
+def row_id(row: dict, location: int):
+    """The row's own ``id`` (string or integer), else its location."""
+    value = row.get("id")
+    return value if type(value) in (str, int) else location
+
+
+def row_extras(row: dict, skip: tuple[str, ...]) -> dict:
+    """Other fields of the row worth keeping in ``meta`` (scalars and lists of scalars)."""
+    out = {}
+    for key, value in row.items():
+        if key in skip:
+            continue
+        if isinstance(value, _SCALARS) or (isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value)):
+            out[key] = value
+    return out
+
+
+def _answers(row: dict) -> list[tuple[Any, int, str, Any]]:
+    """Validated answers as ``(rank, position, text, model)``, best first (stable on ties)."""
+    answers = row.get("answers")
+    if type(answers) is not list:
+        if answers is None:
+            raise InvalidRow("answers", "missing", "missing answers")
+        raise InvalidRow("answers", f"must be a list, got {type(answers).__name__}", "mistyped answers")
+    if not answers:
+        raise InvalidRow("answers", "is empty (no answers)", "no answers")
+    entries = []
+    for position, answer in enumerate(answers):
+        if type(answer) is not dict:
+            raise InvalidRow(f"answers[{position}]", "must be an object with answer, model and rank",
+                             "mistyped answers[]")
+        text, rank, model = answer.get("answer"), answer.get("rank"), answer.get("model")
+        if type(text) is not str:
+            if text is None:
+                raise InvalidRow(f"answers[{position}].answer", "missing", "missing answers[].answer")
+            raise InvalidRow(f"answers[{position}].answer", "must be a string", "mistyped answers[].answer")
+        if not text or text.isspace():
+            raise InvalidRow(f"answers[{position}].answer", "is empty", "empty answer")
+        if type(rank) not in (int, float) or rank != rank:
+            if rank is None:
+                raise InvalidRow(f"answers[{position}].rank", "missing", "missing answers[].rank")
+            raise InvalidRow(f"answers[{position}].rank", f"must be a number, got {rank!r}",
+                             "mistyped answers[].rank")
+        if model is not None and type(model) is not str:
+            raise InvalidRow(f"answers[{position}].model", "must be a string", "mistyped answers[].model")
+        entries.append((rank, position, text, model))
+    entries.sort(key=_rank_then_position)
+    return entries
+
+
+def _rank_then_position(entry: tuple) -> tuple:
+    return entry[0], entry[1]
+
+
+def nectar_converter(options: NectarOptions) -> Converter:
+    """A converter (see ``prefcli.data.runner``) turning one Nectar row into records."""
+    skip, max_candidates, min_candidates = options.skip_ranks, options.max_candidates, options.min_candidates
+    fmt, negatives, seed = options.format, options.negatives, options.seed
+    known = ("prompt", "answers", "id")
+
+    def convert(row, location: int) -> list[dict]:
+        if type(row) is not dict:
+            raise InvalidRow(None, f"row must be a JSON object, got {type(row).__name__}", "not an object")
+        prompt = row_prompt(row)
+        entries = _answers(row)
+        chosen = entries[0]
+        pool = entries[1 + skip:]
+        candidates = pool if max_candidates is None else pool[:max_candidates]
+        if len(candidates) < min_candidates:
+            raise SkipRow("too few answers")
+        dropped = entries[1:1 + skip] + pool[len(candidates):]
+        record_id = row_id(row, location)
+        pick = draw_index(seed, "rejected", location, len(candidates))
+        rejected = candidates[pick]
+        extras = row_extras(row, known)
+        if fmt == "unpaired":
+            bad = [rejected] if negatives == "one" else candidates
+            out = [unpaired_record(record_id, "chosen", prompt, chosen[2], True,
+                                   {**extras, "model": chosen[3], "rank": chosen[0]})]
+            for k, entry in enumerate(bad):
+                suffix = "rejected" if negatives == "one" else f"rejected:{k}"
+                out.append(unpaired_record(record_id, suffix, prompt, entry[2], False,
+                                           {**extras, "model": entry[3], "rank": entry[0]}))
+            return out
+        meta = extras
+        meta["chosen_model"], meta["chosen_rank"] = chosen[3], chosen[0]
+        meta["rejected_model"], meta["rejected_rank"], meta["rejected_index"] = rejected[3], rejected[0], pick
+        meta["candidate_models"] = [entry[3] for entry in candidates]
+        meta["candidate_ranks"] = [entry[0] for entry in candidates]
+        meta["dropped_models"] = [entry[3] for entry in dropped]
+        meta["dropped_ranks"] = [entry[0] for entry in dropped]
+        record = {"id": record_id, "prompt": prompt, "chosen": chosen[2], "rejected": rejected[2]}
+        if fmt == "candidates":
+            record["candidates"] = [entry[2] for entry in candidates]
+        record["meta"] = meta
+        return [record]
+
+    return convert
