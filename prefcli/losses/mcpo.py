@@ -13,7 +13,8 @@ SAMPLERS = ("mcmc", "max", "min", "random")
 
 
 class MCPOLoss(CandidateLoss):
-    r"""Monte Carlo Preference Optimization (Wang et al., 2025, arXiv:2502.04567, Algorithm 1 with one MCMC step).
+    r"""MC-PO, "Preference Optimization via Contrastive Divergence" (arXiv:2502.04567), Algorithm 1 with one
+    MCMC step.
 
     The MC kernel weighs each of the record's C candidates by the current implicit reward, without gradient::
 
@@ -31,7 +32,7 @@ class MCPOLoss(CandidateLoss):
     """
 
     name = "mcpo"
-    paper = "Wang et al. 2025, MC-PO (arXiv:2502.04567), Alg. 1"
+    paper = "MC-PO, PO via Contrastive Divergence (arXiv:2502.04567), Alg. 1"
     formula = "RNCE/DPO through negatives drawn from softmax(βρ_c) over candidates"
     hparam_specs = (beta_param(), negatives_param(),
                     HParam("sampler", "mcmc", "how negatives are drawn from the kernel weights", choices=SAMPLERS))
@@ -63,5 +64,5 @@ class MCPOLoss(CandidateLoss):
                     indices = extreme_draws(weights, mask, self.negatives, largest=self.sampler == "max")
             top = weights.argmax(dim=1, keepdim=True)
             metrics = {"mcpo/weight_entropy": float(weight_entropy(weights, mask).mean()),
-                       "mcpo/top_hit_rate": float((indices == top).float().mean())}
+                       "mcpo/top_hit_rate": float((indices == top).double().mean())}
             return indices, metrics

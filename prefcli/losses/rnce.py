@@ -10,8 +10,8 @@ from prefcli.losses.sampling import uniform_draws
 
 
 class RNCELoss(CandidateLoss):
-    r"""Ranking noise-contrastive estimation as a preference loss (MC-PO paper, Proposition 2.1 / eq. 7;
-    Olmin et al., 2024). The chosen completion is the observation, K candidates drawn uniformly and
+    r"""Ranking noise-contrastive estimation (Olmin et al., AISTATS 2024) as a preference loss: Proposition 2.1 /
+    eq. 7 of "Preference Optimization via Contrastive Divergence" (MC-PO, arXiv:2502.04567). The chosen completion is the observation, K candidates drawn uniformly and
     independently (with replacement, i.i.d. noise from the proposal) are the noise samples. With
     ``r = beta * (log pi - log pi_ref)``::
 
@@ -21,7 +21,7 @@ class RNCELoss(CandidateLoss):
     """
 
     name = "rnce"
-    paper = "Olmin et al. 2024, RNCE; as PO in Wang et al. 2025, MC-PO (arXiv:2502.04567), eq. 7"
+    paper = "RNCE (Olmin et al. 2024) as PO: MC-PO paper (arXiv:2502.04567), eq. 7"
     formula = "-log softmax([r_w, r_1..r_K])[0], r = βρ, r_k uniform i.i.d."
     hparam_specs = (beta_param(), negatives_param())
     with_replacement = True
