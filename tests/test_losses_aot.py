@@ -3,6 +3,7 @@ objective, soft sort -> hard sort, and the global sort under 2 gloo processes eq
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import subprocess
@@ -84,7 +85,7 @@ def test_soft_sort_tends_to_hard_sort_as_temperature_goes_to_zero():
         for temperature in (10.0, 1.0, 0.1, 1e-3):
             soft = get_loss(name, objective="ls", sort="soft", temperature=temperature)(pw, pl, rw, rl).losses
             gaps.append(float((soft - hard).abs().max()))
-        assert gaps[0] > 1e-2 and all(a >= b for a, b in zip(gaps, gaps[1:])), gaps
+        assert gaps[0] > 1e-2 and all(a >= b for a, b in itertools.pairwise(gaps)), gaps
         assert gaps[-1] < 1e-6, gaps
 
 

@@ -70,7 +70,7 @@ def test_rnce_draws_are_uniform_and_infonca_draws_are_distinct():
 
 
 def test_max_and_min_samplers_pick_argmax_and_argmin():
-    policy_chosen, policy, reference_chosen, reference = candidate_batch(batch_size=8, candidates=6, seed=3)
+    _, policy, _, reference = candidate_batch(batch_size=8, candidates=6, seed=3)
     weights = kernel_weights(policy, reference, 0.1)
     for sampler, pick in (("max", weights.argmax(dim=1)), ("min", weights.argmin(dim=1))):
         indices, metrics = get_loss("mcpo", sampler=sampler).draw(policy, reference, None)
@@ -161,7 +161,7 @@ def test_one_candidate_and_one_negative_equals_dpo_exactly():
 
 
 def test_draws_are_reproducible_with_a_seeded_generator():
-    policy_chosen, policy, reference_chosen, reference = candidate_batch(batch_size=16, candidates=6, seed=6)
+    _, policy, _, reference = candidate_batch(batch_size=16, candidates=6, seed=6)
     loss = get_loss("mcpo", negatives=3)
     first, _ = loss.draw(policy, reference, torch.Generator().manual_seed(42))
     second, _ = loss.draw(policy, reference, torch.Generator().manual_seed(42))

@@ -8,8 +8,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from prefcli.losses import (LossOutput, PreferenceLoss, get_loss, list_losses, loss_defaults, loss_hparam_names,
-                            loss_hparam_specs)
+from prefcli.losses import (
+    LossOutput,
+    PreferenceLoss,
+    get_loss,
+    list_losses,
+    loss_defaults,
+    loss_hparam_names,
+    loss_hparam_specs,
+)
 
 ALL_NAMES = ["dpo", "ipo", "hinge", "robust", "exo", "nca", "bco", "sppo", "apo-zero", "apo-down", "discopop",
              "sigmoid-norm", "simpo", "cpo", "rpo", "kto", "aot", "aot-unpaired", "rnce", "infonca", "mcpo"]

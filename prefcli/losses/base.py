@@ -75,7 +75,8 @@ class HParam:
                 raise ValueError(f"{where} must be {self.describe_range()}, got {value!r}")
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where} must be a number {self.describe_range()}, got {value!r}")
+            # ValueError, not TypeError: every bad hyper-parameter is reported the same way (the API contract)
+            raise ValueError(f"{where} must be a number {self.describe_range()}, got {value!r}")  # noqa: TRY004
         if kind is int:
             if value != int(value):
                 raise ValueError(f"{where} must be an integer {self.describe_range()}, got {value!r}")
@@ -161,7 +162,8 @@ class LogpsBatch:
 def as_compute_tensor(loss_name: str, what: str, value: Any, like: torch.Tensor | None = None) -> torch.Tensor:
     """``value`` as a floating tensor in the compute dtype (lengths may be integer tensors)."""
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f"loss {loss_name!r}: {what} must be a torch.Tensor, got {type(value).__name__}")
+        raise ValueError(  # noqa: TRY004 - bad inputs are ValueErrors throughout the loss API
+            f"loss {loss_name!r}: {what} must be a torch.Tensor, got {type(value).__name__}")
     if like is not None:
         return value.to(like.dtype)
     if not value.is_floating_point():

@@ -6,8 +6,13 @@ import torch
 
 from prefcli.losses.base import HParam, beta_param
 from prefcli.losses.candidates import CandidateLoss, negatives_param
-from prefcli.losses.sampling import (categorical_draws, extreme_draws, masked_softmax, uniform_draws,
-                                     weight_entropy)
+from prefcli.losses.sampling import (
+    categorical_draws,
+    extreme_draws,
+    masked_softmax,
+    uniform_draws,
+    weight_entropy,
+)
 
 SAMPLERS = ("mcmc", "max", "min", "random")
 
