@@ -195,7 +195,8 @@ def summarize(protocol: Protocol, items: list[EvalItem], results: list[JudgmentR
         if score is None:
             continue
         per_item[result.planned.item].append((score, result.weight))
-        by_order.setdefault(result.planned.item, {})[result.planned.model_first] = score
+        if result.status == "ok":  # the flip rate measures the judge, so untried identical pairs stay out
+            by_order.setdefault(result.planned.item, {})[result.planned.model_first] = score
     counts = tally([judgment for judgments in per_item for judgment in judgments])
     low, high = bootstrap_ci(per_item, rounds=bootstrap_rounds, seed=seed)
     pairs = [(orders[True], orders[False]) for orders in by_order.values() if len(orders) == 2]

@@ -44,8 +44,8 @@ class OpenAICompatibleJudge:
         except openai.APIStatusError as error:
             self._raise_for_status(error, asked_logprobs="logprobs" in kwargs)
             return await self.complete(request)  # the server refused logprobs: asked again without them
-        except openai.APIError as error:  # a 200 whose body is not a chat completion
-            raise TransientJudgeError(f"malformed response: {self._redact(error)}") from None
+        except (openai.OpenAIError, ValueError, TypeError, KeyError) as error:  # a body that is not a completion
+            raise TransientJudgeError(f"malformed response: {type(error).__name__}: {self._redact(error)}") from None
         return self._reply(response)
 
     def _raise_for_status(self, error, asked_logprobs: bool) -> None:
