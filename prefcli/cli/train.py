@@ -1,13 +1,125 @@
-"""Placeholder until this command group lands."""
+"""``prefcli train``: train a policy with any registered preference loss (flags → TrainConfig → library)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Optional
+
 import typer
 
-from prefcli.errors import PrefcliError
+from prefcli.cli.common import console, err_console, progress_bar, summary_table
+
+EXAMPLE = "prefcli train --model ./sft --data nectar.jsonl --loss mcpo --negatives 4 --output runs/mcpo"
+
+
+def _progress_callback(bar):
+    tasks: dict[str, int] = {}
+
+    def update(phase: str, done: int, total: int, metrics: dict) -> None:
+        if phase not in tasks:
+            label = "reference log-probs" if phase == "reference" else "train"
+            tasks[phase] = bar.add_task(label, total=total, status="")
+        status = ""
+        if phase == "train":
+            status = (f"loss {metrics['loss']:.4f}  acc {metrics.get('rewards/accuracy', float('nan')):.2f}  "
+                      f"{metrics['examples_per_s']:.1f} ex/s  {metrics['tokens_per_s']:.0f} tok/s")
+        bar.update(tasks[phase], completed=done, total=total, status=status)
+
+    return update
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train", hidden=True)
-    def _not_yet() -> None:
-        raise PrefcliError("train is not yet available")
+    @app.command("train", help=f"Train a policy on preference records with any loss.\n\nExample: {EXAMPLE}")
+    def train_command(
+        model: Optional[str] = typer.Option(None, "--model", help="Policy to start from: HF directory or hub id."),
+        ref_model: Optional[str] = typer.Option(None, "--ref-model",
+                                                help="Reference model (default: frozen copy of the initial policy)."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Records from `prefcli prepare` (JSONL)."),
+        output: Optional[Path] = typer.Option(None, "--output", help="Run directory (model, checkpoints, metrics)."),
+        config_file: Optional[Path] = typer.Option(None, "--config",
+                                                   help="YAML with any of these settings; flags override it."),
+        loss: Optional[str] = typer.Option(None, "--loss", help="Loss name (see `prefcli losses`). [default: dpo]"),
+        beta: Optional[float] = typer.Option(None, "--beta", help="Loss beta (the loss's default when unset)."),
+        label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="cDPO / robust / exo ε."),
+        tau: Optional[float] = typer.Option(None, "--tau", help="Loss tau, where the loss has one."),
+        gamma: Optional[float] = typer.Option(None, "--gamma", help="SimPO margin γ, where the loss has one."),
+        alpha: Optional[float] = typer.Option(None, "--alpha", help="NLL weight α (cpo, rpo), where it applies."),
+        objective: Optional[str] = typer.Option(None, "--objective", help="AOT objective: logistic|hinge2|ls."),
+        sort: Optional[str] = typer.Option(None, "--sort", help="AOT sort: hard|soft."),
+        temperature: Optional[float] = typer.Option(None, "--temperature", help="AOT soft-sort temperature."),
+        global_sort: Optional[bool] = typer.Option(None, "--global-sort/--local-sort",
+                                                   help="AOT: sort over the batch of all processes."),
+        negatives: Optional[int] = typer.Option(None, "--negatives", help="Negatives K drawn per record."),
+        sampler: Optional[str] = typer.Option(None, "--sampler", help="MC-PO sampler: mcmc|max|min|random."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Records per process per micro-step."),
+        grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Micro-steps per optimizer step."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate. [default: 1e-6]"),
+        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="cosine|linear|constant."),
+        warmup: Optional[float] = typer.Option(None, "--warmup", help="Warmup: fraction (<1) or steps (>=1)."),
+        weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay."),
+        max_grad_norm: Optional[float] = typer.Option(None, "--max-grad-norm", help="Clip norm (0: no clipping)."),
+        epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the data. [default: 1]"),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
+        max_length: Optional[int] = typer.Option(None, "--max-length", help="Prompt + completion tokens."),
+        max_prompt_length: Optional[int] = typer.Option(None, "--max-prompt-length",
+                                                        help="Prompt tokens kept (from the end)."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Seed of data order, sampling and init."),
+        save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every N steps (0: never)."),
+        keep_checkpoints: Optional[int] = typer.Option(None, "--keep-checkpoints",
+                                                       help="Newest checkpoints kept (0: all). [default: 2]"),
+        resume: Optional[bool] = typer.Option(None, "--resume/--no-resume",
+                                              help="Continue from the newest complete checkpoint in --output."),
+        dtype: Optional[str] = typer.Option(None, "--dtype", help="auto|float32|bfloat16|float16."),
+        gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/"
+                                                              "--no-gradient-checkpointing",
+                                                              help="Recompute activations to save memory."),
+        lora_r: Optional[int] = typer.Option(None, "--lora-r", help="Train a LoRA adapter of this rank (peft)."),
+        lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha", help="LoRA alpha [default: 2 × r]."),
+        precompute_ref: Optional[bool] = typer.Option(None, "--precompute-ref/--no-precompute-ref",
+                                                      help="Compute reference log-probs once and cache them."),
+        share_prompt: Optional[bool] = typer.Option(None, "--share-prompt/--no-share-prompt",
+                                                    help="Encode each prompt once per step (KV cache)."),
+        log_every: Optional[int] = typer.Option(None, "--log-every", help="Metrics line every N steps."),
+        report_to: Optional[str] = typer.Option(None, "--report-to", help="none|tensorboard|wandb."),
+    ) -> None:
+        flags = dict(locals())  # first statement: exactly the options
+        flags.pop("config_file")
+        from transformers.utils import logging as transformers_logging
+
+        from prefcli.train import load_config, train
+
+        transformers_logging.disable_progress_bar()  # our own bar reports progress
+        overrides = {name: str(value) if isinstance(value, Path) else value
+                     for name, value in flags.items() if value is not None}
+        config = load_config(config_file, overrides)
+        if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: only the main process reports
+            train(config)
+            return
+        with progress_bar() as bar:
+            summary = train(config, progress=_progress_callback(bar))
+        _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    truncated = summary["truncated_examples"]
+    if truncated:
+        err_console.print(f"[yellow]note:[/yellow] {truncated} of {summary['examples']} examples were truncated "
+                          f"({summary['truncated_prompts']} prompts cut from the left, "
+                          f"{summary['truncated_completions']} completions cut at the end)")
+    rows = [
+        ("loss", summary["loss"]),
+        ("steps", f"{summary['steps_run']} run / {summary['steps']}"
+                  + (f" (resumed at {summary['resumed_from']})" if summary["resumed_from"] is not None else "")),
+        ("epochs", summary["epochs"]),
+        ("processes", summary["processes"]),
+        ("final loss", summary["final_loss"] if summary["final_loss"] is not None else "-"),
+        ("final reward accuracy", summary["final_accuracy"] if summary["final_accuracy"] is not None else "-"),
+        ("examples / s", summary["examples_per_s"]),
+        ("tokens / s", summary["tokens_per_s"]),
+        ("train time (s)", summary["train_seconds"]),
+        ("reference log-probs", summary["reference"]),
+        ("truncated examples", truncated),
+        ("model", summary["final_model"]),
+    ]
+    console.print(summary_table("prefcli train", rows))

@@ -1,0 +1,80 @@
+"""Which examples each process trains on at each micro-step: a pure function of (seed, micro-step).
+
+The order of the *global* micro-batch (``batch_size × processes`` examples) does not depend on the number of
+processes: process ``r`` takes slice ``r`` of it. So one process with batch 4 and two processes with batch 2 see
+the same examples at the same step, and a resumed run needs only the step number to continue exactly where it
+stopped. Every epoch is a fresh seeded shuffle; the last incomplete global batch of an epoch is dropped.
+
+Unpaired losses get ``batch_size`` desirable and ``batch_size`` undesirable examples per process; an epoch is
+as long as the larger group, and the smaller group is cycled (reshuffled on every pass).
+"""
+
+from __future__ import annotations
+
+import random
+
+from prefcli.errors import ConfigError
+
+
+def _shuffled(indices: list[int], seed: int, *salt) -> list[int]:
+    order = list(indices)
+    random.Random(":".join(str(part) for part in (seed, *salt))).shuffle(order)
+    return order
+
+
+class BatchPlan:
+    """Deterministic micro-batches of example indices for one process."""
+
+    def __init__(self, labels: list[bool | None], batch_size: int, num_processes: int, process_index: int,
+                 seed: int, unpaired: bool):
+        self.batch_size = batch_size
+        self.num_processes = num_processes
+        self.process_index = process_index
+        self.seed = seed
+        self.unpaired = unpaired
+        self.global_batch = batch_size * num_processes
+        if unpaired:
+            self.desirable = [i for i, label in enumerate(labels) if label]
+            self.undesirable = [i for i, label in enumerate(labels) if not label]
+            available = max(len(self.desirable), len(self.undesirable))
+        else:
+            self.indices = list(range(len(labels)))
+            available = len(self.indices)
+        self.micro_batches_per_epoch = available // self.global_batch
+        if self.micro_batches_per_epoch == 0:
+            what = "desirable or undesirable examples" if unpaired else "examples"
+            raise ConfigError(f"--batch-size: the data has {available} {what}, fewer than one global batch of "
+                              f"{self.global_batch} ({batch_size} per process × {num_processes} processes)")
+        self._epoch_cache: tuple[int, object] | None = None
+
+    def _epoch_order(self, epoch: int):
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            needed = self.micro_batches_per_epoch * self.global_batch
+            if self.unpaired:
+                order = (self._stream(self.desirable, needed, epoch, "desirable"),
+                         self._stream(self.undesirable, needed, epoch, "undesirable"))
+            else:
+                order = _shuffled(self.indices, self.seed, epoch)
+            self._epoch_cache = (epoch, order)
+        return self._epoch_cache[1]
+
+    def _stream(self, indices: list[int], needed: int, epoch: int, group: str) -> list[int]:
+        stream: list[int] = []
+        cycle = 0
+        while len(stream) < needed:
+            stream += _shuffled(indices, self.seed, epoch, group, cycle)
+            cycle += 1
+        return stream[:needed]
+
+    def epoch_of(self, micro_step: int) -> int:
+        return micro_step // self.micro_batches_per_epoch
+
+    def local_batch(self, micro_step: int):
+        """Example indices of this process at ``micro_step`` (unpaired: a (desirable, undesirable) tuple)."""
+        epoch, within = divmod(micro_step, self.micro_batches_per_epoch)
+        order = self._epoch_order(epoch)
+        start = within * self.global_batch + self.process_index * self.batch_size
+        stop = start + self.batch_size
+        if self.unpaired:
+            return order[0][start:stop], order[1][start:stop]
+        return order[start:stop]
