@@ -158,8 +158,9 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
     judge_label = f"{judge} ({'demo judge' if judge_impl.is_demo else kind})"
     summary.update({
         "judge": f"{judge} (demo judge)" if judge_impl.is_demo else judge,
-        "judge_model": f"{judge_impl.name} ({DEMO_LABEL})" if judge_impl.is_demo else judge_impl.name,
+        "judge_model": judge_impl.name,
         "demo_judge": bool(judge_impl.is_demo),
+        "judge_note": DEMO_LABEL if judge_impl.is_demo else None,
         "model": str(model) if model is not None else items[0].generator if items else None,
         "reference": items[0].reference_generator if items else None,
         "generation": generation,
@@ -180,7 +181,7 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
                           "max_retries": max_retries, "judge_max_tokens": judge_max_tokens},
                   counts={k: summary[k] for k in ("n", "judgments", "judged", "failed", "identical", "reused")})
 
-    ci = summary["ci95"]
+    ci = summary["ci95"] or [None, None]
     rows = [
         ("protocol", f"{proto.name} ({proto.template_version})"),
         ("judge", judge_label),

@@ -218,7 +218,7 @@ def summarize(protocol: Protocol, items: list[EvalItem], results: list[JudgmentR
         "logprob_weighted": sum(bool(r.verdict and r.verdict.weighted) for r in results),
         "reused": sum(r.reused for r in results),
         "failed_frac": failed / len(called) if called else 0.0,
-        "ci95": [_round(low), _round(high)],
+        "ci95": None if low != low else [_round(low), _round(high)],  # None when nothing was judged
         "flip_rate": (_round(flip_rate(pairs)) if pairs else None) if protocol.order == "both" else None,
         "order": protocol.order,
         "seed": seed,
