@@ -51,11 +51,13 @@ def quality(output: str) -> int:
 
 class FaultyJudgeServer:
     """``with FaultyJudgeServer(delay=0.0) as server: server.base_url ...``; ``server.calls`` lists every request
-    as ``{"key", "status", "time", "auth"}``."""
+    as ``{"key", "status", "time", "auth", "prompt"}``; with ``require_key`` a request without
+    ``Authorization: Bearer <key>`` gets 401."""
 
     def __init__(self, *, delay: float = 0.0, logprobs: bool = False, retry_after: float = 1.0,
-                 slow_seconds: float = 2.5, port: int = 0):
+                 slow_seconds: float = 2.5, port: int = 0, require_key: str | None = None):
         self.delay, self.logprobs, self.retry_after, self.slow_seconds = delay, logprobs, retry_after, slow_seconds
+        self.require_key = require_key
         self.calls: list[dict] = []
         self._per_prompt: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -94,6 +96,9 @@ class FaultyJudgeServer:
             nth = self._per_prompt.get(key, 0) + 1
             self._per_prompt[key] = nth
         status, headers, payload, wait = 200, {}, None, self.delay
+        if self.require_key is not None and auth != f"Bearer {self.require_key}":
+            self._log(key, 401, auth, prompt)
+            return 401, {}, json.dumps({"error": {"message": "invalid key"}}).encode(), 0.0
         k500 = re.search(r"FAULT-500x(\d+)", prompt)
         garbage_k = re.search(r"FAULT-GARBAGEx(\d+)", prompt)
         if k500 and nth <= int(k500.group(1)):
@@ -104,7 +109,7 @@ class FaultyJudgeServer:
         elif "FAULT-400" in prompt:
             status, payload = 400, {"error": {"message": "injected bad request"}}
         elif "FAULT-MALFORMED" in prompt and nth == 1:
-            self._log(key, status, auth)
+            self._log(key, status, auth, prompt)
             return 200, {}, b"<html>not json", wait
         elif "FAULT-SLOW" in prompt and nth == 1:
             wait = max(wait, self.slow_seconds)
@@ -114,7 +119,7 @@ class FaultyJudgeServer:
             else:
                 text, top = self.verdict(prompt, bool(body.get("logprobs")))
             payload = self._completion(body, text, top)
-        self._log(key, status, auth)
+        self._log(key, status, auth, prompt)
         return status, headers, json.dumps(payload).encode(), wait
 
     def verdict(self, prompt: str, want_logprobs: bool) -> tuple[str, list[dict] | None]:
@@ -150,9 +155,10 @@ class FaultyJudgeServer:
                 "model": body.get("model", "judge"), "choices": [choice],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
 
-    def _log(self, key: str, status: int, auth: str | None) -> None:
+    def _log(self, key: str, status: int, auth: str | None, prompt: str) -> None:
         with self._lock:
-            self.calls.append({"key": key, "status": status, "time": time.monotonic(), "auth": auth})
+            self.calls.append({"key": key, "status": status, "time": time.monotonic(), "auth": auth,
+                               "prompt": prompt})
 
     def _handler_class(self):
         server = self
