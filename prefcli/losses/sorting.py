@@ -22,7 +22,7 @@ def soft_sort(values: torch.Tensor, temperature: float) -> torch.Tensor:
     """
     anchors = torch.sort(values, dim=0).values
     distances = (anchors.unsqueeze(1) - values.unsqueeze(0)).abs()
-    weights = F.softmax(-distances / temperature, dim=1)
+    weights = F.softmax(distances * (-1.0 / temperature), dim=1)
     return weights @ values
 
 
