@@ -34,7 +34,8 @@ from prefcli.data.transforms import NEGATIVES, unpaired_record
 FORMATS = ("candidates", "pairs", "unpaired")
 _TURN = re.compile(r"\n\n(Human|Assistant):")
 _ROLES = {"Human": "user", "Assistant": "assistant"}
-_SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
+_RANK_TYPES = frozenset((int, float))
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,21 @@ def row_extras(row: dict, skip: tuple[str, ...]) -> dict:
     for key, value in row.items():
         if key in skip:
             continue
-        if isinstance(value, _SCALARS) or (isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value)):
+        kind = type(value)
+        if kind in _SCALAR_TYPES:
             out[key] = value
+        elif kind is list:
+            for item in value:
+                if type(item) not in _SCALAR_TYPES:
+                    break
+            else:
+                out[key] = value
     return out
 
 
 def _answers(row: dict) -> list[tuple[Any, int, str, Any]]:
-    """Validated answers as ``(rank, position, text, model)``, best first (stable on ties)."""
+    """Validated answers as ``(rank, position, text, model)``, best first: tuples sort by rank, then by position
+    (unique), so ties keep the row's order and the text is never compared."""
     answers = row.get("answers")
     if type(answers) is not list:
         if answers is None:
@@ -136,31 +145,36 @@ def _answers(row: dict) -> list[tuple[Any, int, str, Any]]:
     if not answers:
         raise InvalidRow("answers", "is empty (no answers)", "no answers")
     entries = []
+    append = entries.append
     for position, answer in enumerate(answers):
-        if type(answer) is not dict:
-            raise InvalidRow(f"answers[{position}]", "must be an object with answer, model and rank",
-                             "mistyped answers[]")
-        text, rank, model = answer.get("answer"), answer.get("rank"), answer.get("model")
-        if type(text) is not str:
-            if text is None:
-                raise InvalidRow(f"answers[{position}].answer", "missing", "missing answers[].answer")
-            raise InvalidRow(f"answers[{position}].answer", "must be a string", "mistyped answers[].answer")
-        if not text or text.isspace():
-            raise InvalidRow(f"answers[{position}].answer", "is empty", "empty answer")
-        if type(rank) not in (int, float) or rank != rank:
-            if rank is None:
-                raise InvalidRow(f"answers[{position}].rank", "missing", "missing answers[].rank")
-            raise InvalidRow(f"answers[{position}].rank", f"must be a number, got {rank!r}",
-                             "mistyped answers[].rank")
-        if model is not None and type(model) is not str:
-            raise InvalidRow(f"answers[{position}].model", "must be a string", "mistyped answers[].model")
-        entries.append((rank, position, text, model))
-    entries.sort(key=_rank_then_position)
+        if type(answer) is dict:
+            text, rank, model = answer.get("answer"), answer.get("rank"), answer.get("model")
+            if (type(text) is str and text and not text.isspace() and type(rank) in _RANK_TYPES and rank == rank
+                    and (model is None or type(model) is str)):
+                append((rank, position, text, model))
+                continue
+        _explain_bad_answer(position, answer)
+    entries.sort()
     return entries
 
 
-def _rank_then_position(entry: tuple) -> tuple:
-    return entry[0], entry[1]
+def _explain_bad_answer(position: int, answer) -> None:
+    """Raise the ``InvalidRow`` that says what is wrong with ``answers[position]``."""
+    where = f"answers[{position}]"
+    if type(answer) is not dict:
+        raise InvalidRow(where, "must be an object with answer, model and rank", "mistyped answers[]")
+    text, rank, model = answer.get("answer"), answer.get("rank"), answer.get("model")
+    if type(text) is not str:
+        if text is None:
+            raise InvalidRow(f"{where}.answer", "missing", "missing answers[].answer")
+        raise InvalidRow(f"{where}.answer", "must be a string", "mistyped answers[].answer")
+    if not text or text.isspace():
+        raise InvalidRow(f"{where}.answer", "is empty", "empty answer")
+    if rank is None:
+        raise InvalidRow(f"{where}.rank", "missing", "missing answers[].rank")
+    if type(rank) not in _RANK_TYPES or rank != rank:
+        raise InvalidRow(f"{where}.rank", f"must be a number, got {rank!r}", "mistyped answers[].rank")
+    raise InvalidRow(f"{where}.model", "must be a string", "mistyped answers[].model")
 
 
 def nectar_converter(options: NectarOptions) -> Converter:

@@ -114,9 +114,8 @@ def _jsonl_source(spec: str) -> RowSource:
 
 def _iter_jsonl(source: RowSource) -> Iterator[tuple[int, Any]]:
     gzipped = source.kind == "jsonl.gz"
-    opener = gzip.open if gzipped else open
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    with opener(source.path, "rb") as handle:
+    with (gzip.open(source.path, "rb") if gzipped else open(source.path, "rb", buffering=_CHUNK)) as handle:
         for line_number, line in enumerate(handle, 1):
             source.position += 1 if gzipped else len(line)
             if line_number == 1 and line.startswith(b"\xef\xbb\xbf"):

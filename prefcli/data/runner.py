@@ -8,8 +8,10 @@ it) and ``SkipRow`` for a valid row that yields nothing (always counted, e.g. to
 
 from __future__ import annotations
 
+import queue
 import random
 import tempfile
+import threading
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
@@ -122,11 +124,45 @@ class PrepareResult:
                 self.records_with_candidates += 1
 
 
+class _BackgroundWrites:
+    """Hands large buffers to a thread that writes them: the write syscalls (which release the GIL) overlap with
+    the conversion of the next rows. At most ``depth`` buffers wait, which bounds the memory used."""
+
+    def __init__(self, handle, depth: int = 4):
+        self._handle = handle
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="prefcli-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._handle.write(data)
+                except BaseException as error:  # re-raised in the main thread
+                    self._error = error
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def close(self, discard: bool = False) -> None:
+        """Wait until every buffer is written (or, with ``discard``, dropped); re-raise a write error."""
+        if discard and self._error is None:
+            self._error = RuntimeError("discarded")
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and not discard:
+            raise self._error
+
+
 class RecordWriter:
-    """Writes each row's records in order, in large buffered writes."""
+    """Writes each row's records in order, in large buffered writes done by a background thread."""
 
     def __init__(self, handle):
-        self._handle = handle
+        self._out = _BackgroundWrites(handle)
         self._parts: list[bytes] = []
         self._size = 0
 
@@ -139,12 +175,19 @@ class RecordWriter:
             self._flush()
 
     def _flush(self) -> None:
-        self._handle.write(b"".join(self._parts))
+        if self._parts:
+            self._out.write(b"".join(self._parts))
         self._parts.clear()
         self._size = 0
 
     def finish(self) -> None:
+        """Write what is left and wait for the writes to land."""
         self._flush()
+        self._out.close()
+
+    def abort(self) -> None:
+        """Stop writing (the caller discards the file)."""
+        self._out.close(discard=True)
 
 
 class ShuffledPairingWriter(RecordWriter):
@@ -183,7 +226,7 @@ class ShuffledPairingWriter(RecordWriter):
             self._size += len(mine) + len(theirs)
             if self._size >= _FLUSH_BYTES:
                 self._flush()
-        self._flush()
+        super().finish()
         for spool in self._spools:
             spool.close()
 
@@ -204,14 +247,18 @@ def run_prepare(source: RowSource, convert: Converter, output: str | Path, *, li
         result = PrepareResult(output=output, input_checksum="")
         with atomic_open(output, "wb") as handle:
             writer = make_writer(handle) if make_writer else RecordWriter(handle)
-            _convert_rows(source, convert, writer, result, limit, skip_invalid, on_progress, progress_every)
-            if result.rows_read == 0:
-                raise DataError(source.name, None, "contains no rows")
-            if result.records_written == 0:
-                reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(result.skipped.items()))
-                raise DataError(source.name, None, f"no record to write: all {result.rows_read} rows were "
-                                                   f"skipped ({reasons})")
-            writer.finish()
+            try:
+                _convert_rows(source, convert, writer, result, limit, skip_invalid, on_progress, progress_every)
+                if result.rows_read == 0:
+                    raise DataError(source.name, None, "contains no rows")
+                if result.records_written == 0:
+                    reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(result.skipped.items()))
+                    raise DataError(source.name, None, f"no record to write: all {result.rows_read} rows were "
+                                                       f"skipped ({reasons})")
+                writer.finish()
+            except BaseException:
+                writer.abort()
+                raise
         result.input_checksum = checksum.result() if checksum else f"hub:{source.name}"
         return result
     finally:
