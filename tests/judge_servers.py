@@ -165,6 +165,7 @@ class FaultyJudgeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes; Nagle would hold the second
 
             def log_message(self, *args) -> None:  # keep test output clean
                 return
