@@ -52,6 +52,8 @@ def register(app: typer.Typer) -> None:
                                                    help="AOT: sort over the batch of all processes."),
         negatives: Optional[int] = typer.Option(None, "--negatives", help="Negatives K drawn per record."),
         sampler: Optional[str] = typer.Option(None, "--sampler", help="MC-PO sampler: mcmc|max|min|random."),
+        loss_arg: Optional[list[str]] = typer.Option(None, "--loss-arg",
+                                                     help="Other loss hyper-parameter, KEY=VALUE (repeatable)."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Records per process per micro-step."),
         grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Micro-steps per optimizer step."),
         lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate. [default: 1e-6]"),
@@ -85,6 +87,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         flags = dict(locals())  # first statement: exactly the options
         flags.pop("config_file")
+        flags["loss_args"] = _parse_loss_args(flags.pop("loss_arg"))
         from transformers.utils import logging as transformers_logging
 
         from prefcli.train import load_config, train
@@ -99,6 +102,23 @@ def register(app: typer.Typer) -> None:
         with progress_bar() as bar:
             summary = train(config, progress=_progress_callback(bar))
         _print_summary(summary)
+
+
+def _parse_loss_args(items: list[str] | None) -> dict | None:
+    """``["desirable_weight=1.3", ...]`` → ``{"desirable_weight": 1.3}`` (values read as YAML scalars)."""
+    import yaml
+
+    from prefcli.errors import ConfigError
+
+    if not items:
+        return None
+    parsed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--loss-arg: expected KEY=VALUE, got {item!r}")
+        parsed[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return parsed
 
 
 def _print_summary(summary: dict) -> None:

@@ -50,6 +50,7 @@ class TrainConfig:
     global_sort: bool | None = None
     negatives: int | None = None
     sampler: str | None = None
+    loss_args: dict | None = None        # any other hyper-parameter of the loss, e.g. {desirable_weight: 1.3}
 
     # optimisation
     batch_size: int = 8                  # records per process per micro-step (unpaired: B desirable + B undesirable)
@@ -88,8 +89,9 @@ class TrainConfig:
     report_to: str = "none"              # none | tensorboard | wandb (accelerate trackers), comma-separated
 
     def loss_hparams(self) -> dict:
-        """The loss hyper-parameters that were set (by file or flag)."""
-        return {name: getattr(self, name) for name in LOSS_HPARAMS if getattr(self, name) is not None}
+        """The loss hyper-parameters that were set (by file or flag, then ``loss_args``)."""
+        given = {name: getattr(self, name) for name in LOSS_HPARAMS if getattr(self, name) is not None}
+        return {**given, **(self.loss_args or {})}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -151,6 +153,8 @@ def _coerce(name: str, value, annotation, source: str):
             return float(value)
         if kind is str and isinstance(value, str):
             return value
+        if kind is dict and isinstance(value, dict):
+            return dict(value)
     names = " or ".join(getattr(kind, "__name__", str(kind)) for kind in allowed if kind is not type(None))
     raise ConfigError(f"{source}: {name}: expected {names}, got {value!r}")
 

@@ -48,6 +48,14 @@ def build_scheduler(optimizer, config: TrainConfig, total_steps: int):
                          num_training_steps=total_steps)
 
 
+def _has_accelerator() -> bool:
+    import torch
+
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available()
+
+
 def _reset_accelerate_state() -> None:
     """Let a later ``train`` call in the same process build a fresh Accelerator (the process group stays)."""
     from accelerate.state import AcceleratorState, GradientState
@@ -107,6 +115,7 @@ def _train(config: TrainConfig, checks, progress, started) -> dict:
     dtype = resolve_dtype(config.dtype)
     mixed = {torch.float32: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
     accelerator = Accelerator(
+        cpu=not _has_accelerator(),  # lets torchrun / accelerate launch run multi-process on CPU (gloo)
         gradient_accumulation_steps=config.grad_accum, mixed_precision=mixed,
         log_with=config.trackers() or None, project_dir=str(output), step_scheduler_with_optimizer=False,
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
@@ -242,7 +251,7 @@ def _train(config: TrainConfig, checks, progress, started) -> dict:
             tokens = examples_seen = 0
             for micro in range(config.grad_accum):
                 micro_step = step * config.grad_accum + micro
-                generator = torch.Generator(device=device)
+                generator = torch.Generator()  # CPU: the same draws on every device (see losses.sampling)
                 generator.manual_seed(_micro_seed(config.seed, micro_step, accelerator.process_index))
                 with accelerator.accumulate(prepared):
                     result = runner.run(plan.local_batch(micro_step), generator)

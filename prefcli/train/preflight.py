@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prefcli.errors import ConfigError
 from prefcli.train.checkpoint import complete_checkpoints, latest_checkpoint
-from prefcli.train.config import RESUMABLE_CHANGES, TrainConfig, check_model_path
+from prefcli.train.config import LOSS_HPARAMS, RESUMABLE_CHANGES, TrainConfig, check_model_path
 from prefcli.train.data import LoadedRecords, load_records
 
 _TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -27,8 +27,9 @@ def build_loss(config: TrainConfig):
     given = config.loss_hparams()
     for name in given:
         if name not in accepted:
-            valid = ", ".join(f"--{key.replace('_', '-')}" for key in sorted(accepted)) or "none"
-            raise ConfigError(f"--{name.replace('_', '-')}: --loss {config.loss} has no hyper-parameter {name!r} "
+            valid = ", ".join(sorted(accepted)) or "none"
+            where = f"--{name.replace('_', '-')}" if name in LOSS_HPARAMS else f"--loss-arg {name}"
+            raise ConfigError(f"{where}: --loss {config.loss} has no hyper-parameter {name!r} "
                               f"(its hyper-parameters: {valid})")
     try:
         return get_loss(config.loss, **given)
