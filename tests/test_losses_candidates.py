@@ -182,6 +182,8 @@ def test_candidate_errors_are_clear():
         get_loss("rnce").draw(None, None)
     with pytest.raises(ValueError, match="needs the candidates' policy and reference log-probs"):
         get_loss("mcpo").draw(None, None, candidate_mask=mask)
+    indices, metrics = get_loss("mcpo", sampler="random").draw(None, None, candidate_mask=mask)
+    assert indices.shape == (3, 1) and metrics == {} and bool(mask.gather(1, indices).all())
     with pytest.raises(ValueError, match=r"negative_indices must have shape \[3, 2\]"):
         get_loss("mcpo", negatives=2)(policy_chosen, policy, reference_chosen, reference,
                                       negative_indices=torch.zeros(3, 1, dtype=torch.long))

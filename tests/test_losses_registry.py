@@ -58,6 +58,8 @@ def test_capability_flags():
     assert {n for n, l in flags.items() if l.needs_kl_pairs} == {"kto"}
     assert {n for n, l in flags.items() if l.uses_lengths} == {"ipo", "sigmoid-norm", "simpo", "cpo", "rpo"}
     assert get_loss("mcpo", negatives=4).negatives == 4 and get_loss("dpo").negatives == 1
+    assert get_loss("mcpo").draw_needs_policy and not get_loss("mcpo", sampler="random").draw_needs_policy
+    assert not get_loss("rnce").draw_needs_policy and not get_loss("infonca").draw_needs_policy
     loss = get_loss("aot", beta=0.05, objective="ls")
     assert loss.hparams["beta"] == 0.05 and loss.hparams["objective"] == "ls" and loss.name == "aot"
 

@@ -27,6 +27,8 @@ class CandidateLoss(PreferenceLoss):
     candidates) or, with ``negative_indices``, [B, K] (the drawn negatives). Subclasses implement ``draw``."""
 
     needs_candidates = True
+    # whether ``draw`` uses the candidates' policy log-probs (a trainer can skip that no-grad forward if not)
+    draw_needs_policy: bool = True
 
     def draw(self, policy_candidate_logps: torch.Tensor | None, reference_candidate_logps: torch.Tensor | None,
              generator: torch.Generator | None = None,

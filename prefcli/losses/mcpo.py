@@ -42,6 +42,10 @@ class MCPOLoss(CandidateLoss):
     hparam_specs = (beta_param(), negatives_param(),
                     HParam("sampler", "mcmc", "how negatives are drawn from the kernel weights", choices=SAMPLERS))
 
+    def check_hparams(self) -> None:
+        # the uniform sampler draws without the weights (they are then only used for metrics, when given)
+        self.draw_needs_policy = self.sampler != "random"
+
     def kernel_weights(self, policy_candidate_logps, reference_candidate_logps, mask):
         if policy_candidate_logps is None or reference_candidate_logps is None:
             raise ValueError(f"loss 'mcpo' with sampler={self.sampler!r} needs the candidates' policy and "

@@ -25,6 +25,7 @@ class RNCELoss(CandidateLoss):
     formula = "-log softmax([r_w, r_1..r_K])[0], r = βρ, r_k uniform i.i.d."
     hparam_specs = (beta_param(), negatives_param())
     with_replacement = True
+    draw_needs_policy = False
 
     def draw(self, policy_candidate_logps=None, reference_candidate_logps=None, generator=None,
              candidate_mask=None):
