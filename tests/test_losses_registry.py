@@ -163,3 +163,21 @@ def test_cli_lists_every_loss():
     entries = json.loads(result.output)
     assert [entry["name"] for entry in entries] == [entry.name for entry in list_losses()]
     assert {entry["name"]: entry["hparams"] for entry in entries}["simpo"]["gamma"] == 0.5
+
+
+def test_cli_shows_one_loss_and_rejects_unknown_names(capsys):
+    from prefcli.cli import app, main
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["losses", "mcpo"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "softmax_c(beta * (log pi_theta(y_c|x) - log pi_ref(y_c|x)))" in result.output
+    assert "one of 'mcmc', 'max', 'min', 'random'" in result.output
+    result = runner.invoke(app, ["losses", "apo_zero", "--json"])
+    assert [entry["name"] for entry in json.loads(result.output)] == ["apo-zero"]
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["losses", "mcp"])
+    assert exit_info.value.code == 2
+    error_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(error_lines) == 1 and "unknown loss 'mcp'; did you mean 'mcpo'?" in error_lines[0]
