@@ -18,6 +18,7 @@ The result (``harness.json``) is::
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import time
@@ -96,18 +97,18 @@ def build_task_manager(include_path: tuple[str, ...] | list[str], names: list[st
 
     Indexing lm-eval's ~14,000 built-in task YAMLs takes seconds, so when every requested name is a plain task
     found under ``include_path`` the built-in tasks are not indexed."""
-    from lm_eval.tasks import TaskManager
     from lm_eval.tasks._index import Kind
 
-    for path in include_path:
+    include = tuple(str(Path(path).resolve()) for path in include_path)
+    for given, path in zip(include_path, include):
         if not Path(path).is_dir():
-            raise ConfigError(f"--include-path: {path}: not a directory")
-    if include_path:
-        local = TaskManager(include_path=list(include_path), include_defaults=False)
+            raise ConfigError(f"--include-path: {given}: not a directory")
+    if include:
+        local = task_manager(include, include_defaults=False)
         index = local.task_index
         if all(name in index and index[name].kind in (Kind.TASK, Kind.PY_TASK) for name in names):
             return local
-    manager = TaskManager(include_path=list(include_path) or None)
+    manager = task_manager(include)
     for name in names:
         if name not in manager.task_index:
             close = difflib.get_close_matches(name, manager.all_tasks, n=3, cutoff=0.75)
@@ -116,6 +117,14 @@ def build_task_manager(include_path: tuple[str, ...] | list[str], names: list[st
                               f"({len(manager.all_tasks)} tasks known; `prefcli eval harness --list-tasks` "
                               "lists them, --include-path adds your own)")
     return manager
+
+
+@functools.lru_cache(maxsize=4)
+def task_manager(include_path: tuple[str, ...] = (), include_defaults: bool = True):
+    """lm-eval's task index over its built-in tasks and ``include_path`` (cached: it only reads YAML files)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(include_path) or None, include_defaults=include_defaults)
 
 
 def load_task(manager, name: str, include_path: tuple[str, ...] = ()) -> list:
@@ -233,8 +242,7 @@ def run_harness(config: HarnessConfig,
         output = lm_eval.simple_evaluate(
             model=lm, tasks=[obj for task in members for obj in loaded[task.task]], num_fewshot=shots,
             limit=config.limit, bootstrap_iters=config.bootstrap_iters, log_samples=config.log_samples,
-            apply_chat_template=config.apply_chat_template, fewshot_as_multiturn=config.apply_chat_template,
-            task_manager=manager, **seeds)
+            apply_chat_template=config.apply_chat_template, task_manager=manager, **seeds)
         samples.update(output.pop("samples", None) or {})
         merge_results(merged, output)
         done += len(members)
@@ -376,6 +384,4 @@ def read_harness(path: str | Path) -> dict:
 
 def list_tasks(include_path: tuple[str, ...] | list[str] = ()) -> list[str]:
     """Every task, group and tag name lm-eval knows (plus those under ``include_path``)."""
-    from lm_eval.tasks import TaskManager
-
-    return TaskManager(include_path=list(include_path) or None).all_tasks
+    return task_manager(tuple(str(Path(path).resolve()) for path in include_path)).all_tasks

@@ -13,7 +13,9 @@ Grouping (``name_by``):
   ``path``  the directory path as given: no merging, one row per directory.
 Runs with the same name form one row.
 
-Numbers. Everything is in percent: winrates are already percent; lm-eval values (fractions) are multiplied by 100.
+Numbers. Winrates are percent; lm-eval proportions (accuracy, exact match, ...) are multiplied by 100 (other
+lm-eval metrics, e.g. perplexity, are shown as they are and labeled "raw"); intervals of percentages are clipped to
+[0, 100].
 A cell is the mean over the row's runs with the sample standard deviation (n - 1) in parentheses; one run shows
 its value alone. The 95% interval drawn in the chart is, for one run, the judge result's bootstrap ``ci95`` or
 value +- 1.96 stderr for a harness metric; for several runs, the t-interval of the mean over runs,
@@ -34,6 +36,10 @@ from prefcli.errors import ConfigError, DataError, PrefcliError
 NAME_BY = ("dir", "model", "path")
 _SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$", re.IGNORECASE)
 _PROTOCOL_LABELS = (("alpaca", "AlpacaEval"), ("arena", "Arena-Hard"))
+# lm-eval metrics that are proportions in [0, 1]; the report shows them in percent. Others are shown as they are.
+_PROPORTION_METRICS = {"acc", "acc_norm", "exact_match", "em", "f1", "mc1", "mc2", "acc_mutual_info", "mcc",
+                       "pass@1", "inst_level_strict_acc", "prompt_level_strict_acc", "inst_level_loose_acc",
+                       "prompt_level_loose_acc", "brier_score"}
 # Two-sided 95% quantiles of Student's t by degrees of freedom (beyond the table: the normal 1.96).
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
          11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
@@ -116,14 +122,19 @@ def _number(path: Path, data: dict, key: str, required: bool = True) -> float | 
 
 
 def is_demo_judge(data: dict) -> bool:
-    return any(isinstance(data.get(key), str) and data[key].startswith("rule:") for key in ("judge", "judge_model"))
+    """``demo_judge: true`` in the results, or a ``rule:...`` judge (prefcli's built-in deterministic judges)."""
+    return data.get("demo_judge") is True or any(
+        isinstance(data.get(key), str) and data[key].startswith("rule:") for key in ("judge", "judge_model"))
 
 
-def winrate_observations(path: Path, data: dict) -> tuple[Column, float, tuple[float, float] | None]:
-    """The column, winrate (percent) and its ``ci95`` from one judged ``results.json``."""
+def winrate_observations(path: Path, data: dict) -> list[tuple[Column, float, tuple[float, float] | None]]:
+    """The column, winrate (percent) and its ``ci95`` from one judged ``results.json``; nothing when the run has
+    no winrate (every judgment failed)."""
     protocol = data.get("protocol")
     if not isinstance(protocol, str) or not protocol:
         raise DataError(path, None, "missing (expected e.g. 'alpaca' or 'arena')", field="protocol")
+    if data.get("winrate") is None or (isinstance(data["winrate"], float) and math.isnan(data["winrate"])):
+        return []
     winrate = _number(path, data, "winrate")
     if not 0 <= winrate <= 100:
         raise DataError(path, None, f"must be a percentage in [0, 100], got {winrate}", field="winrate")
@@ -139,11 +150,12 @@ def winrate_observations(path: Path, data: dict) -> tuple[Column, float, tuple[f
     column = Column(key=f"winrate|{protocol}|{judge}", label=f"{base} WR", kind="winrate", demo_judge=demo,
                     details={"protocol": protocol, "judge": data.get("judge"), "judge_model": data.get("judge_model"),
                              "template_version": data.get("template_version")})
-    return column, winrate, interval
+    return [(column, winrate, interval)]
 
 
 def harness_observations(path: Path, data: dict) -> list[tuple[Column, float, tuple[float, float] | None]]:
-    """One (column, value in percent, value +- 1.96 stderr) per headline task of a ``harness.json``."""
+    """One (column, value, value +- 1.96 stderr) per headline task of a ``harness.json``; proportions (accuracy,
+    exact match, ...) are scaled to percent."""
     headline = data.get("headline")
     if not isinstance(headline, dict):
         raise DataError(path, None, "missing or not an object", field="headline")
@@ -157,24 +169,30 @@ def harness_observations(path: Path, data: dict) -> list[tuple[Column, float, tu
         value = _number(path, entry, "value")
         stderr = entry.get("stderr")
         metric, shots = str(entry.get("metric")), entry.get("num_fewshot")
+        scale = 100.0 if metric.split(",")[0] in _PROPORTION_METRICS else 1.0
         metric_label = metric.split(",")[0] if metric.endswith(",none") else metric.replace(",", " ")
         shots_label = f" {shots}-shot" if isinstance(shots, int) else ""
-        column = Column(key=f"harness|{task}|{metric}|{shots}", label=f"{task} {metric_label}{shots_label}",
-                        kind="harness", details={"task": task, "metric": metric, "num_fewshot": shots})
+        unit_label = "" if scale == 100 else " (raw)"
+        column = Column(key=f"harness|{task}|{metric}|{shots}",
+                        label=f"{task} {metric_label}{shots_label}{unit_label}", kind="harness",
+                        details={"task": task, "metric": metric, "num_fewshot": shots,
+                                 "unit": "percent" if scale == 100 else "raw"})
         interval = None
         if isinstance(stderr, (int, float)) and math.isfinite(stderr):
-            interval = (100 * (value - 1.96 * stderr), 100 * (value + 1.96 * stderr))
-        found.append((column, 100 * value, interval))
+            interval = (scale * (value - 1.96 * stderr), scale * (value + 1.96 * stderr))
+        found.append((column, scale * value, interval))
     return found
 
 
-def collect(run_dirs: list[str], name_by: str = "dir") -> list[Observation]:
-    """Every observation in the given run directories; a directory without results is a ``PrefcliError``."""
+def collect(run_dirs: list[str], name_by: str = "dir") -> tuple[list[Observation], list[str]]:
+    """Every observation in the given run directories, and the result files that hold no number (a judged run
+    whose judgments all failed). A directory without result files is a ``PrefcliError``."""
     if name_by not in NAME_BY:
         raise ConfigError(f"--name-by: must be one of {', '.join(NAME_BY)}, got {name_by!r}")
     if not run_dirs:
         raise ConfigError("give at least one run directory")
     observations: list[Observation] = []
+    skipped: list[str] = []
     seen: set[Path] = set()
     for given in run_dirs:
         run_dir = Path(given)
@@ -196,12 +214,14 @@ def collect(run_dirs: list[str], name_by: str = "dir") -> list[Observation]:
                 found = harness_observations(path, data)
             else:
                 seed = data.get("seed")
-                found = [winrate_observations(path, data)]
+                found = winrate_observations(path, data)
+                if not found:
+                    skipped.append(f"{path}: no winrate (no judgment succeeded)")
             for column, value, interval in found:
                 observations.append(Observation(run=given, name=name, column=column, value=value,
                                                 interval=interval, seed=seed if isinstance(seed, int) else None,
                                                 source=str(path)))
-    return observations
+    return observations, skipped
 
 
 def _sample_std(values: list[float]) -> float | None:
@@ -223,11 +243,14 @@ def aggregate_cell(observations: list[Observation]) -> dict:
     else:
         half = t_quantile_975(n - 1) * std / math.sqrt(n)
         interval, method = [mean - half, mean + half], f"t-interval over {n} runs"
+    column = observations[0].column
+    if interval is not None and (column.kind == "winrate" or column.details.get("unit") == "percent"):
+        interval = [max(0.0, interval[0]), min(100.0, interval[1])]  # a percentage cannot leave [0, 100]
     return {"n": n, "mean": mean, "std": std, "ci95": interval, "interval_method": method, "values": values,
             "seeds": [obs.seed for obs in observations], "runs": [obs.run for obs in observations]}
 
 
-def build_report(observations: list[Observation], name_by: str = "dir") -> dict:
+def build_report(observations: list[Observation], name_by: str = "dir", skipped: list[str] | None = None) -> dict:
     """The report as a JSON-ready dict: ordered columns, and one row per name with a cell per column."""
     from prefcli import __version__
 
@@ -250,11 +273,11 @@ def build_report(observations: list[Observation], name_by: str = "dir") -> dict:
                    for column in ordered if column.demo_judge})
     return {
         "name_by": name_by,
-        "unit": "percent",
         "columns": [{"key": c.key, "label": labels[c.key], "kind": c.kind, "demo_judge": c.demo_judge, **c.details}
                     for c in ordered],
         "rows": list(rows.values()),
         "demo_judges": demo,
+        "skipped": list(skipped or []),
         "prefcli_version": __version__,
     }
 
@@ -296,18 +319,21 @@ def format_cell(cell: dict | None, digits: int = 2) -> str:
 def render_markdown(report: dict) -> str:
     columns = report["columns"]
     lines = ["# prefcli evaluation report", "",
-             "| Method | runs | " + " | ".join(f"{c['label']} (%)" for c in columns) + " |",
+             "| Method | runs | " + " | ".join(_header(c) for c in columns) + " |",
              "|---|---:|" + "---:|" * len(columns)]
     for row in report["rows"]:
         cells = [format_cell(row["cells"].get(c["key"])) for c in columns]
         lines.append(f"| {row['name']} | {len(row['runs'])} | " + " | ".join(cells) + " |")
     lines += ["", "Cells are mean (std) over a row's runs, in percent; std is the sample standard deviation (n - 1); "
               "a single run shows its value alone. Winrates are adjusted: (W + T/2) / (W + L + T). "
-              "Harness metrics are lm-eval's values x 100.", ""]
+              "Harness proportions are lm-eval's values x 100.", ""]
     if report["demo_judges"]:
         lines += [f"**Demo judge:** {', '.join(f'`{j}`' for j in report['demo_judges'])} is prefcli's deterministic "
                   "built-in demo judge, not a language model: its winrates only show the pipeline working and say "
                   "nothing about model quality.", ""]
+    if report.get("skipped"):
+        lines += ["Result files without a number (left out): " + "; ".join(f"`{item}`" for item in report["skipped"]),
+                  ""]
     lines += ["## Runs", "", "| Method | run | seeds |", "|---|---|---|"]
     for row in report["rows"]:
         for run in row["runs"]:
@@ -315,6 +341,10 @@ def render_markdown(report: dict) -> str:
                             if r == run and seed is not None})
             lines.append(f"| {row['name']} | `{run}` | {', '.join(map(str, seeds)) or '–'} |")
     return "\n".join(lines) + "\n"
+
+
+def _header(column: dict) -> str:
+    return column["label"] if column.get("unit") == "raw" else f"{column['label']} (%)"
 
 
 def render_chart(report: dict, path: Path) -> None:
@@ -345,7 +375,8 @@ def render_chart(report: dict, path: Path) -> None:
         axes.bar(xs, heights, width=width, yerr=[lower, upper], capsize=3, label=f"{row['name']} (n={len(row['runs'])})")
     axes.set_xticks(range(len(columns)))
     axes.set_xticklabels([column["label"] for column in columns], rotation=25, ha="right", fontsize=8)
-    axes.set_ylabel("percent (bars: mean; whiskers: 95% interval)")
+    axes.set_ylabel("percent, or raw where labeled (bar: mean; whisker: 95% interval)", fontsize=8)
+    axes.set_ylim(bottom=0)
     title = "prefcli evaluation report"
     if report["demo_judges"]:
         title += " - winrates from a DEMO judge"
