@@ -73,7 +73,7 @@ class FaultyJudgeServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def __enter__(self) -> "FaultyJudgeServer":
+    def __enter__(self) -> FaultyJudgeServer:
         self._thread.start()
         return self
 
@@ -182,13 +182,13 @@ class FaultyJudgeServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     self.close_connection = True
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(200, {}, json.dumps({"object": "list", "data": [{"id": "judge"}]}).encode())
                 else:
                     self._send(404, {}, b'{"error": {"message": "not found"}}')
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 if not self.path.rstrip("/").endswith("/chat/completions"):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from judge_servers import FaultyJudgeServer  # noqa: E402
-from test_judge_e2e import judge_args, read_results, run_cli, write_pairs  # noqa: E402
+from judge_servers import FaultyJudgeServer
+from test_judge_e2e import judge_args, read_results, run_cli, write_pairs
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from judge_servers import FaultyJudgeServer, prompt_key  # noqa: E402
+from judge_servers import FaultyJudgeServer
 
-from prefcli.errors import PrefcliError  # noqa: E402
+from prefcli.errors import PrefcliError
 
 
 def run_cli(args: list[str]) -> tuple[int, str]:

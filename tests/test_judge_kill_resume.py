@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from judge_servers import FaultyJudgeServer, prompt_key  # noqa: E402
-from test_judge_e2e import judge_args, read_results, run_cli, write_pairs  # noqa: E402
+from judge_servers import FaultyJudgeServer, prompt_key
+from test_judge_e2e import judge_args, read_results, run_cli, write_pairs
 
-from prefcli.eval.protocols import load_protocol  # noqa: E402
+from prefcli.eval.protocols import load_protocol
 
 
 def test_sigkill_during_judging_then_resume(tmp_path):

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_judge_e2e import read_results, run_cli, write_pairs  # noqa: E402
+from test_judge_e2e import read_results, run_cli, write_pairs
 
 
 def _free_port() -> int:

@@ -23,7 +23,7 @@ from prefcli.eval.winrate import adjusted_winrate, bootstrap_ci, flip_rate, tall
 def test_alpaca_prompt_is_the_installed_packages_template():
     import importlib.util
 
-    package = Path(list(importlib.util.find_spec("alpaca_eval").submodule_search_locations)[0])
+    package = Path(next(iter(importlib.util.find_spec("alpaca_eval").submodule_search_locations)))
     raw = (package / "evaluators_configs" / "alpaca_eval_clf_gpt4_turbo" / "alpaca_eval_clf.txt").read_text()
     assert alpaca_eval_prompt("alpaca_eval_clf_gpt4_turbo") == raw
     protocol = load_protocol("alpaca")
@@ -134,7 +134,8 @@ def test_store_never_overwrites_success_and_adds_attempts(tmp_path):
     assert key != judgment_key("judge", "arena-v1-x", "q", "b", "a", False)
     assert key != judgment_key("other-judge", "arena-v1-x", "q", "a", "b", True)
     assert key != judgment_key("judge", "arena-v1-y", "q", "a", "b", True)
-    fields = dict(judge="judge", protocol="arena-v1-x", instruction="q", output_1="a", output_2="b", model_first=True)
+    fields = {"judge": "judge", "protocol": "arena-v1-x", "instruction": "q", "output_1": "a", "output_2": "b",
+              "model_first": True}
     with JudgmentStore(tmp_path / "s.sqlite") as store:
         store.record(key, **fields, status="failed", reply="??", top_logprobs=None, error="unparseable reply",
                      attempts=3)

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -43,23 +42,23 @@ def _judged_command(protocol_name: str):
                                     "outputs.json (with --model) and the default store."),
         judge: str = typer.Option(..., "--judge", help="OpenAI-compatible base URL (http://127.0.0.1:8000/v1), "
                                   "hf:PATH (local HF model) or rule:length (DEMO judge: prefers the longer output)."),
-        model: Optional[Path] = typer.Option(None, "--model", help="Model directory to generate outputs with "
-                                             "(saved to OUTPUT/outputs.json, reused on rerun)."),
-        outputs: Optional[Path] = typer.Option(None, "--outputs", help="Model outputs, alpaca_eval format: JSON "
-                                               "list (or JSONL) of {instruction, output, generator}."),
-        instructions: Optional[str] = typer.Option(None, "--instructions", help="JSON/JSONL file with "
-                                                   "'instruction' (default: the outputs' instructions, or the "
-                                                   "public set from the hub with --model)."),
-        reference: Optional[str] = typer.Option(None, "--reference", help="Reference outputs, same format as "
-                                                "--outputs (default: the public baseline from the hub)."),
-        judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model name the judge server "
-                                                  "expects (required with a URL)."),
-        judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="Name of the environment "
-                                                    "variable holding the judge's API key (never printed or "
-                                                    "written)."),
-        judge_prompt: Optional[Path] = typer.Option(None, "--judge-prompt", help="Your own judge prompt: YAML "
-                                                    "with system/user, ChatML or plain text, placeholders "
-                                                    "{instruction} {output_1} {output_2}."),
+        model: Path | None = typer.Option(None, "--model", help="Model directory to generate outputs with "
+                                          "(saved to OUTPUT/outputs.json, reused on rerun)."),
+        outputs: Path | None = typer.Option(None, "--outputs", help="Model outputs, alpaca_eval format: JSON "
+                                            "list (or JSONL) of {instruction, output, generator}."),
+        instructions: str | None = typer.Option(None, "--instructions", help="JSON/JSONL file with "
+                                                "'instruction' (default: the outputs' instructions, or the "
+                                                "public set from the hub with --model)."),
+        reference: str | None = typer.Option(None, "--reference", help="Reference outputs, same format as "
+                                             "--outputs (default: the public baseline from the hub)."),
+        judge_model: str | None = typer.Option(None, "--judge-model", help="Model name the judge server "
+                                               "expects (required with a URL)."),
+        judge_key_env: str | None = typer.Option(None, "--judge-key-env", help="Name of the environment "
+                                                 "variable holding the judge's API key (never printed or "
+                                                 "written)."),
+        judge_prompt: Path | None = typer.Option(None, "--judge-prompt", help="Your own judge prompt: YAML "
+                                                 "with system/user, ChatML or plain text, placeholders "
+                                                 "{instruction} {output_1} {output_2}."),
         protocol: str = typer.Option(protocol_name, "--protocol", help="Protocol name or YAML path."),
         concurrency: int = typer.Option(8, "--concurrency", min=1, help="Judge calls in flight."),
         timeout: float = typer.Option(120.0, "--timeout", min=0.1, help="Seconds per judge call."),
@@ -69,12 +68,12 @@ def _judged_command(protocol_name: str):
                                           "seconds (Retry-After is honored when longer)."),
         max_failed_frac: float = typer.Option(0.05, "--max-failed-frac", min=0.0, max=1.0, help="Exit with "
                                               "code 2 when a larger fraction of judgments failed."),
-        judge_max_tokens: Optional[int] = typer.Option(None, "--judge-max-tokens", min=1, help="Override the "
-                                                       "protocol's max tokens per judge reply."),
+        judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens", min=1, help="Override the "
+                                                    "protocol's max tokens per judge reply."),
         seed: int = typer.Option(0, "--seed", help="Seeds the order randomization, generation and bootstrap."),
-        store: Optional[Path] = typer.Option(None, "--store", help="Judgment store (default "
-                                             "OUTPUT/judgments.sqlite)."),
-        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Judge only the first N items."),
+        store: Path | None = typer.Option(None, "--store", help="Judgment store (default "
+                                          "OUTPUT/judgments.sqlite)."),
+        limit: int | None = typer.Option(None, "--limit", min=1, help="Judge only the first N items."),
         bootstrap_rounds: int = typer.Option(1000, "--bootstrap-rounds", min=10, help="Bootstrap resamples."),
         max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1, help="Generation (--model)."),
         temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Generation; 0 = greedy."),
@@ -120,8 +119,8 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
     ref_table, reference_source = _load_reference(items_lib, reference, proto)
     generation = None
     if model is not None:
-        generation = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                          batch_size=batch_size, seed=seed, backend=backend)
+        generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+                      "batch_size": batch_size, "seed": seed, "backend": backend}
         with progress_bar(transient=True) as bar:
             task = bar.add_task("generating", total=len(instruction_list), status="")
             out_table, reused = items_lib.generate_model_outputs(
@@ -240,7 +239,7 @@ def _looks_like_hub_id(text: str) -> bool:
 
 def status_command(
     run_dir: Path = typer.Argument(..., help="Run directory (holds judgments.sqlite and results.json)."),
-    store: Optional[Path] = typer.Option(None, "--store", help="Judgment store (default DIR/judgments.sqlite)."),
+    store: Path | None = typer.Option(None, "--store", help="Judgment store (default DIR/judgments.sqlite)."),
 ) -> None:
     from rich.table import Table
 

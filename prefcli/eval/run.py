@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from prefcli.eval.items import EvalItem
 from prefcli.eval.judges import JudgeRequest, PermanentJudgeError, TransientJudgeError, backoff_delay
@@ -218,7 +219,7 @@ def summarize(protocol: Protocol, items: list[EvalItem], results: list[JudgmentR
         "logprob_weighted": sum(bool(r.verdict and r.verdict.weighted) for r in results),
         "reused": sum(r.reused for r in results),
         "failed_frac": failed / len(called) if called else 0.0,
-        "ci95": None if low != low else [_round(low), _round(high)],  # None when nothing was judged
+        "ci95": None if math.isnan(low) else [_round(low), _round(high)],  # None when nothing was judged
         "flip_rate": (_round(flip_rate(pairs)) if pairs else None) if protocol.order == "both" else None,
         "order": protocol.order,
         "seed": seed,
@@ -241,6 +242,6 @@ def judgment_rows(results: list[JudgmentResult]) -> list[dict]:
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
-    if value is None or value != value:  # NaN: nothing was judged
+    if value is None or math.isnan(value):  # NaN: nothing was judged
         return None
     return round(float(value), digits)

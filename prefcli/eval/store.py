@@ -78,7 +78,7 @@ class JudgmentStore:
         except sqlite3.DatabaseError as error:
             raise ConfigError(f"{self.path}: not a usable judgment store: {error}") from None
 
-    def __enter__(self) -> "JudgmentStore":
+    def __enter__(self) -> JudgmentStore:
         return self
 
     def __exit__(self, *exc) -> None:

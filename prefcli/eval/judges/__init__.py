@@ -13,8 +13,17 @@ from prefcli.eval.judges.base import JudgeReply, JudgeRequest, PermanentJudgeErr
 from prefcli.eval.judges.retry import backoff_delay, parse_retry_after
 from prefcli.eval.judges.rule import DEMO_LABEL, RULES
 
-__all__ = ["JudgeReply", "JudgeRequest", "PermanentJudgeError", "TransientJudgeError", "backoff_delay",
-           "parse_retry_after", "make_judge", "judge_kind", "DEMO_LABEL"]
+__all__ = [
+    "DEMO_LABEL",
+    "JudgeReply",
+    "JudgeRequest",
+    "PermanentJudgeError",
+    "TransientJudgeError",
+    "backoff_delay",
+    "judge_kind",
+    "make_judge",
+    "parse_retry_after",
+]
 
 
 def judge_kind(spec: str) -> str:

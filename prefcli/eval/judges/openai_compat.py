@@ -31,10 +31,10 @@ class OpenAICompatibleJudge:
     async def complete(self, request: JudgeRequest) -> JudgeReply:
         import openai
 
-        kwargs = dict(model=self.model, messages=request.messages, max_tokens=request.max_tokens,
-                      temperature=request.temperature)
+        kwargs = {"model": self.model, "messages": request.messages, "max_tokens": request.max_tokens,
+                  "temperature": request.temperature}
         if request.top_logprobs and self._send_logprobs:
-            kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
+            kwargs.update({"logprobs": True, "top_logprobs": request.top_logprobs})
         try:
             response = await self._client.chat.completions.create(**kwargs)
         except openai.APITimeoutError:

@@ -267,7 +267,7 @@ def alpaca_eval_prompt(config_name: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("the AlpacaEval protocol reads its judge prompt from the alpaca-eval package: "
                           "pip install 'prefcli[eval]'")
-    configs_dir = Path(list(spec.submodule_search_locations)[0]) / "evaluators_configs"
+    configs_dir = Path(next(iter(spec.submodule_search_locations))) / "evaluators_configs"
     config_file = configs_dir / config_name / "configs.yaml"
     if not config_file.is_file():
         raise ConfigError(f"alpaca-eval has no evaluator config {config_name!r} ({config_file} not found)")
