@@ -71,6 +71,10 @@ def test_model_to_results_with_the_demo_judge_and_reused_outputs(tmp_path, tiny_
     code, text = run_cli(["eval", "alpaca", *common[:-1], tmp_path / "alpaca"])
     assert code == 0, text
     assert read_results(tmp_path / "alpaca")["protocol"] == "alpaca"
+    # both runs feed `prefcli eval report` (table + PNG)
+    code, text = run_cli(["eval", "report", run, tmp_path / "alpaca", "--output", tmp_path / "report"])
+    assert code == 0, text
+    assert (tmp_path / "report" / "report.png").stat().st_size > 0
 
 
 def test_local_hf_judge_returns_the_models_greedy_text_and_top_logprobs(tiny_model):
@@ -122,6 +126,14 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     code, text = run_cli(["eval", "alpaca", "--judge", "http://127.0.0.1:9/v1", "--outputs", outputs,
                           "--reference", reference, "--output", tmp_path / "run"])
     assert code == 2 and "--judge-model is required" in text
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    code, text = run_cli(["eval", "alpaca", "--judge", f"http://127.0.0.1:{closed_port}/v1", "--judge-model", "j",
+                          "--outputs", outputs, "--reference", reference, "--output", tmp_path / "run"])
+    assert code == 2 and f"cannot reach the judge at http://127.0.0.1:{closed_port}/v1" in text
     code, text = run_cli(["eval", "status", tmp_path / "nowhere"])
     assert code == 2 and "no judgment store" in text
 

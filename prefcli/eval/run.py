@@ -113,6 +113,12 @@ async def judge_all_async(planned: list[PlannedJudgment], *, protocol: Protocol,
         else:
             to_call.setdefault(plan.key, []).append(index)
 
+    if to_call and hasattr(judge, "check"):
+        try:
+            await judge.check()
+        except BaseException:
+            await judge.aclose()
+            raise
     queue: asyncio.Queue[list[int]] = asyncio.Queue()
     for indices in to_call.values():
         queue.put_nowait(indices)

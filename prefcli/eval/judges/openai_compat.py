@@ -28,6 +28,20 @@ class OpenAICompatibleJudge:
         self._client = AsyncOpenAI(base_url=base_url, api_key=self._api_key, max_retries=0, timeout=timeout)
         self._send_logprobs = True
 
+    async def check(self) -> None:
+        """Fail fast when nothing listens at ``base_url`` (otherwise every judgment would wait out its retries).
+        Only a connection failure counts: servers without ``/models`` or with other errors are left to the run."""
+        import openai
+
+        try:
+            await self._client.models.list()
+        except openai.APITimeoutError:
+            return
+        except openai.APIConnectionError as error:
+            raise JudgeError(f"cannot reach the judge at {self.base_url}: {self._redact(error)}") from None
+        except Exception:  # noqa: BLE001 - any answer at all means the server is there
+            return
+
     async def complete(self, request: JudgeRequest) -> JudgeReply:
         import openai
 
