@@ -3,7 +3,7 @@ same run, forward + backward on one batch of summed log-probs.
 
 The inline peer is what a trainer pays for the bare formula (TRL computes each loss as a few tensor expressions
 inside its trainer). prefcli adds input checks, the float32 upcast, reward/metric assembly and, for MC-PO, the
-kernel draw. The script first checks that both give the same loss value, then prints per loss the median time
+kernel draw. The script first checks that both give the same loss value, then prints per loss the best time
 of ``iters`` forward+backward passes and the ratio prefcli / peer. The ratio is dominated by a fixed Python
 cost of a few tens of microseconds per call (checks and output assembly), negligible next to a model forward
 (milliseconds to seconds). It also times AOT's soft sort (O(B^2)) and MC-PO's draw + gather.
@@ -72,8 +72,9 @@ def forward_backward(loss, *tensors, **kwargs) -> None:
     loss(*tensors, **kwargs).loss.backward()
 
 
-def median_seconds(step, iters: int, device: str, *args, **kwargs) -> float:
-    """Median wall time of ``step(*args, **kwargs)`` after one warm-up call."""
+def best_seconds(step, iters: int, device: str, *args, **kwargs) -> float:
+    """Fastest wall time of ``step(*args, **kwargs)`` over ``iters`` runs after one warm-up call. The minimum,
+    not the median, so that a busy machine (other processes taking the cores) does not decide the ratio."""
     step(*args, **kwargs)
     times = []
     for _ in range(iters):
@@ -84,7 +85,7 @@ def median_seconds(step, iters: int, device: str, *args, **kwargs) -> float:
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def main() -> None:
@@ -108,8 +109,8 @@ def main() -> None:
         theirs = peer(*tensors, *lengths)
         assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-5), (name, float(ours), float(theirs))
 
-        peer_time = median_seconds(peer_forward_backward, args.iters, device, peer, *tensors, *lengths)
-        our_time = median_seconds(forward_backward, args.iters, device, loss, *tensors,
+        peer_time = best_seconds(peer_forward_backward, args.iters, device, peer, *tensors, *lengths)
+        our_time = best_seconds(forward_backward, args.iters, device, loss, *tensors,
                                   chosen_lengths=lengths[0], rejected_lengths=lengths[1])
         ratios.append(our_time / peer_time)
         print(f"{name:<14}{peer_time * 1e6:>10.1f}{our_time * 1e6:>12.1f}{our_time / peer_time:>8.2f}")
@@ -120,8 +121,8 @@ def main() -> None:
         tensors = [-(torch.rand(size, generator=generator) * 200).to(device).requires_grad_(True) for _ in range(4)]
         hard = get_loss("aot")
         soft = get_loss("aot", sort="soft", temperature=0.1)
-        hard_time = median_seconds(forward_backward, 20, device, hard, *tensors)
-        soft_time = median_seconds(forward_backward, 20, device, soft, *tensors)
+        hard_time = best_seconds(forward_backward, 20, device, hard, *tensors)
+        soft_time = best_seconds(forward_backward, 20, device, soft, *tensors)
         print(f"  B={size:<6} hard {hard_time * 1e3:8.2f} ms   soft {soft_time * 1e3:8.2f} ms")
 
     print("\nMC-PO (draw + gather + loss) vs DPO, C candidates, K negatives:")
@@ -132,9 +133,9 @@ def main() -> None:
                 for _ in range(2)]
         mcpo = get_loss("mcpo", negatives=negatives)
         draw_generator = torch.Generator().manual_seed(1)
-        dpo_time = median_seconds(forward_backward, args.iters, device, dpo, chosen[0], cand[0][:, 0], chosen[1],
+        dpo_time = best_seconds(forward_backward, args.iters, device, dpo, chosen[0], cand[0][:, 0], chosen[1],
                                   cand[1][:, 0])
-        mcpo_time = median_seconds(forward_backward, args.iters, device, mcpo, chosen[0], cand[0], chosen[1], cand[1],
+        mcpo_time = best_seconds(forward_backward, args.iters, device, mcpo, chosen[0], cand[0], chosen[1], cand[1],
                                    generator=draw_generator)
         print(f"  C={candidates:<3} K={negatives:<3} dpo {dpo_time * 1e6:8.1f} us   mcpo {mcpo_time * 1e6:8.1f} us   "
               f"ratio {mcpo_time / dpo_time:.2f}")

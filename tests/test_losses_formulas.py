@@ -328,3 +328,14 @@ def test_runs_on_every_available_device():
             out = loss(pw, rejected_p, rw, rejected_r, chosen_lengths=lw, rejected_lengths=ll,
                        **({"generator": torch.Generator().manual_seed(0)} if info.data_kind == "candidates" else {}))
             assert out.loss.device.type == device
+
+
+def test_log_sigmoid_matches_torch_and_has_the_exact_gradient():
+    from prefcli.losses.functional import log_sigmoid
+
+    x = torch.tensor([-1e4, -60.0, -20.5, -19.5, -1.0, 0.0, 1.0, 19.5, 20.5, 60.0, 1e4], dtype=torch.float64,
+                     requires_grad=True)
+    torch.testing.assert_close(log_sigmoid(x), torch.nn.functional.logsigmoid(x), atol=3e-9, rtol=1e-12)
+    log_sigmoid(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.sigmoid(-x.detach()), atol=3e-9, rtol=0)
+    assert float(x.grad[5]) == 0.5  # at a zero margin (policy == reference) the DPO gradient is exactly 1/2

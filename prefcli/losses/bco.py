@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.functional import log_sigmoid
 
 
 class BCOPairLoss(PreferenceLoss):
@@ -47,6 +47,6 @@ class BCOPairLoss(PreferenceLoss):
         chosen_rewards = self.beta * batch.chosen_logratios
         rejected_rewards = self.beta * batch.rejected_logratios
         delta = self.reward_shift(chosen_rewards.detach(), rejected_rewards.detach())
-        losses = -F.logsigmoid(chosen_rewards - delta) - F.logsigmoid(-(rejected_rewards - delta))
+        losses = -log_sigmoid(chosen_rewards - delta) - log_sigmoid(-(rejected_rewards - delta))
         metrics = {"bco/reward_shift": float(delta)} if self.running_mean_shift else {}
         return losses, chosen_rewards, rejected_rewards, metrics

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from prefcli.losses.base import HParam, LossOutput, PreferenceLoss, make_output
+from prefcli.losses.functional import log_sigmoid
 from prefcli.losses.sampling import candidate_mask_for
 
 
@@ -19,7 +19,7 @@ def negatives_param() -> HParam:
 def contrastive_losses(chosen_rewards: torch.Tensor, negative_rewards: torch.Tensor) -> torch.Tensor:
     """``-log softmax([r_w, r_1..r_K])[0] = -log sigmoid(r_w - logsumexp(r_1..r_K))``; for K = 1 this is
     exactly DPO's ``-log sigmoid(r_w - r_1)``."""
-    return -F.logsigmoid(chosen_rewards - torch.logsumexp(negative_rewards, dim=1))
+    return -log_sigmoid(chosen_rewards - torch.logsumexp(negative_rewards, dim=1))
 
 
 class CandidateLoss(PreferenceLoss):

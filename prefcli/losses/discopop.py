@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.functional import log_sigmoid
 
 
 class DiscoPOPLoss(PreferenceLoss):
@@ -32,6 +32,6 @@ class DiscoPOPLoss(PreferenceLoss):
         rejected_rewards = self.beta * batch.rejected_logratios
         logits = chosen_rewards - rejected_rewards
         mix = torch.sigmoid(logits / self.tau)
-        exponential = torch.exp(F.logsigmoid(logits / self.tau) - logits)
-        losses = (1 - mix) * -F.logsigmoid(logits) + exponential
+        exponential = torch.exp(log_sigmoid(logits / self.tau) - logits)
+        losses = (1 - mix) * -log_sigmoid(logits) + exponential
         return losses, chosen_rewards, rejected_rewards, {}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.functional import log_sigmoid
 
 
 class EXOLoss(PreferenceLoss):
@@ -33,6 +33,6 @@ class EXOLoss(PreferenceLoss):
         rejected_rewards = self.beta * batch.rejected_logratios
         logits = chosen_rewards - rejected_rewards
         eps = self.label_smoothing
-        losses = (torch.sigmoid(logits) * (F.logsigmoid(logits) - math.log1p(-eps))
-                  + torch.sigmoid(-logits) * (F.logsigmoid(-logits) - math.log(eps)))
+        losses = (torch.sigmoid(logits) * (log_sigmoid(logits) - math.log1p(-eps))
+                  + torch.sigmoid(-logits) * (log_sigmoid(-logits) - math.log(eps)))
         return losses, chosen_rewards, rejected_rewards, {}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.functional import log_sigmoid
 
 
 class NCALoss(PreferenceLoss):
@@ -24,6 +23,6 @@ class NCALoss(PreferenceLoss):
     def compute(self, batch: LogpsBatch):
         chosen_rewards = self.beta * batch.chosen_logratios
         rejected_rewards = self.beta * batch.rejected_logratios
-        losses = (-F.logsigmoid(chosen_rewards) - 0.5 * F.logsigmoid(-chosen_rewards)
-                  - 0.5 * F.logsigmoid(-rejected_rewards))
+        losses = (-log_sigmoid(chosen_rewards) - 0.5 * log_sigmoid(-chosen_rewards)
+                  - 0.5 * log_sigmoid(-rejected_rewards))
         return losses, chosen_rewards, rejected_rewards, {}

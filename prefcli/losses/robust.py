@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param
+from prefcli.losses.functional import log_sigmoid
 
 
 class RobustDPOLoss(PreferenceLoss):
@@ -27,5 +26,5 @@ class RobustDPOLoss(PreferenceLoss):
         rejected_rewards = self.beta * batch.rejected_logratios
         logits = chosen_rewards - rejected_rewards
         eps = self.label_smoothing
-        losses = (-(1 - eps) * F.logsigmoid(logits) + eps * F.logsigmoid(-logits)) / (1 - 2 * eps)
+        losses = (-(1 - eps) * log_sigmoid(logits) + eps * log_sigmoid(-logits)) / (1 - 2 * eps)
         return losses, chosen_rewards, rejected_rewards, {}
