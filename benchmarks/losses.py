@@ -8,7 +8,8 @@ of ``iters`` forward+backward passes and the ratio prefcli / peer. The ratio is 
 cost of a few tens of microseconds per call (checks and output assembly), negligible next to a model forward
 (milliseconds to seconds). It also times AOT's soft sort (O(B^2)) and MC-PO's draw + gather.
 
-    python benchmarks/losses.py                      # CPU, B = 256
+    OMP_NUM_THREADS=1 python benchmarks/losses.py    # CPU, B = 256 (one thread: on a small shared machine the
+                                                     # thread pool's wake-ups otherwise dominate sub-ms ops)
     python benchmarks/losses.py --device cuda --batch 1024
 """
 
