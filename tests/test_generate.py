@@ -55,7 +55,7 @@ def test_reply_is_only_new_tokens_cut_at_eos(tiny_model):
 def test_sampling_is_seeded_and_multi_return_shape(tiny_model):
     import torch
 
-    kwargs = dict(max_new_tokens=10, temperature=1.0, top_p=0.95, batch_size=4, num_return_sequences=3)
+    kwargs = {"max_new_tokens": 10, "temperature": 1.0, "top_p": 0.95, "batch_size": 4, "num_return_sequences": 3}
     state = torch.random.get_rng_state()
     first = generate_outputs(tiny_model, PROMPTS[:5], seed=7, **kwargs)
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's RNG is untouched

@@ -101,7 +101,7 @@ def test_suite_numbers_equal_direct_simple_evaluate(tiny_model, tmp_path, monkey
     assert saved["model"] == str(tiny_model) and saved["versions"]["lm_eval"]
 
     lm = HFLM(pretrained=str(tiny_model), batch_size=4, device="cpu")
-    seeds = dict(random_seed=3, numpy_random_seed=3, torch_random_seed=3, fewshot_random_seed=3)
+    seeds = {"random_seed": 3, "numpy_random_seed": 3, "torch_random_seed": 3, "fewshot_random_seed": 3}
     for task, shots, metric in [("prefcli_tiny_mc", 3, "acc_norm,none"),
                                 ("prefcli_tiny_arith", 2, "exact_match,strict-match")]:
         direct = direct_simple_evaluate(lm, task, shots, monkeypatch, **seeds)

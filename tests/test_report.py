@@ -120,7 +120,7 @@ def test_demo_judge_is_labeled(tmp_path):
 
 
 def test_grouping_modes_and_judges_kept_apart(runs, tmp_path):
-    root, dirs = runs
+    _, dirs = runs
     observations, _ = collect(dirs, name_by="model")
     assert {obs.name for obs in observations} == {"runs/mcpo", "runs/dpo"}
     observations, _ = collect(dirs, name_by="path")
@@ -128,7 +128,7 @@ def test_grouping_modes_and_judges_kept_apart(runs, tmp_path):
     nested = tmp_path / "nested" / "ours" / "seed3"
     judged(nested, "alpaca", 70.0, [60.0, 80.0], seed=3, judge_model="other-judge")
     observations, _ = collect([str(nested), dirs[0]])
-    assert [obs.name for obs in observations][0] == "ours"  # a bare seedN directory takes its parent's name
+    assert next(obs.name for obs in observations) == "ours"  # a bare seedN directory takes its parent's name
     # Two judges for one protocol: two columns, each naming its judge.
     assert run_cli(["eval", "report", str(nested), dirs[0], "--output", str(tmp_path / "two")]) == 0
     labels = [c["label"] for c in json.loads((tmp_path / "two" / "report.json").read_text())["columns"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -36,31 +36,37 @@ def _default_output(model: str) -> Path:
 def register(app: typer.Typer) -> None:
     @app.command("harness")
     def harness(
-        model: Optional[str] = typer.Option(None, "--model", help="Model directory, LoRA adapter directory from "
-                                            "`prefcli train`, or hub id."),
-        tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated lm-eval tasks; NAME:N sets N "
-                                            "few-shot examples for that task."),
-        suite: Optional[str] = typer.Option(None, "--suite", help="Preset suite (leaderboard-v1) or a suite YAML "
-                                            "file; each task keeps its own few-shot count and headline metric."),
-        num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="Override every task's few-shot "
-                                                  "count."),
-        limit: Optional[float] = typer.Option(None, "--limit", help="Evaluate only N documents per task (or a "
-                                              "fraction below 1). For smoke tests: scores are not comparable."),
-        batch_size: str = typer.Option("8", "--batch-size", help="Batch size, or 'auto'."),
-        include_path: list[Path] = typer.Option([], "--include-path", help="Directory of your own task YAMLs "
-                                                "(repeatable). Relative data files are read next to the YAML."),
-        apply_chat_template: bool = typer.Option(False, "--apply-chat-template", help="Render prompts (and "
-                                                 "few-shot examples, as turns) with the model's chat template."),
-        output: Optional[Path] = typer.Option(None, "--output", help="Output directory for harness.json "
-                                              "(default: ./harness-<model name>)."),
-        seed: Optional[int] = typer.Option(None, "--seed", help="Seed for python, numpy, torch and few-shot "
-                                           "sampling (default: lm-eval's 0/1234/1234/1234)."),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda when "
-                                             "available)."),
-        log_samples: bool = typer.Option(False, "--log-samples", help="Also write every document's prompt, "
-                                         "response and score to OUTPUT/samples/<task>.jsonl."),
-        list_tasks: bool = typer.Option(False, "--list-tasks", help="Print every known task name and exit."),
-        verbose: bool = typer.Option(False, "--verbose", help="Show lm-eval's own log messages."),
+        model: Annotated[str | None, typer.Option(
+            "--model", help="Model directory, LoRA adapter directory from `prefcli train`, or hub id.")] = None,
+        tasks: Annotated[str | None, typer.Option(
+            "--tasks", help="Comma-separated lm-eval tasks; NAME:N sets N few-shot examples for that task.")] = None,
+        suite: Annotated[str | None, typer.Option(
+            "--suite", help="Preset suite (leaderboard-v1) or a suite YAML file; each task keeps its own few-shot "
+            "count and headline metric.")] = None,
+        num_fewshot: Annotated[int | None, typer.Option(
+            "--num-fewshot", help="Override every task's few-shot count.")] = None,
+        limit: Annotated[float | None, typer.Option(
+            "--limit", help="Evaluate only N documents per task (or a fraction below 1). For smoke tests: scores "
+            "are not comparable.")] = None,
+        batch_size: Annotated[str, typer.Option("--batch-size", help="Batch size, or 'auto'.")] = "8",
+        include_path: Annotated[list[Path] | None, typer.Option(
+            "--include-path", help="Directory of your own task YAMLs (repeatable). Relative data files are read "
+            "next to the YAML.")] = None,
+        apply_chat_template: Annotated[bool, typer.Option(
+            "--apply-chat-template", help="Render prompts (and few-shot examples, as turns) with the model's chat "
+            "template.")] = False,
+        output: Annotated[Path | None, typer.Option(
+            "--output", help="Output directory for harness.json (default: ./harness-<model name>).")] = None,
+        seed: Annotated[int | None, typer.Option(
+            "--seed", help="Seed for python, numpy, torch and few-shot sampling (default: lm-eval's "
+            "0/1234/1234/1234).")] = None,
+        device: Annotated[str | None, typer.Option(
+            "--device", help="cpu, cuda, cuda:1, ... (default: cuda when available).")] = None,
+        log_samples: Annotated[bool, typer.Option(
+            "--log-samples", help="Also write every document's prompt, response and score to "
+            "OUTPUT/samples/<task>.jsonl.")] = False,
+        list_tasks: Annotated[bool, typer.Option("--list-tasks", help="Print every known task name and exit.")] = False,
+        verbose: Annotated[bool, typer.Option("--verbose", help="Show lm-eval's own log messages.")] = False,
     ) -> None:
         """Run lm-evaluation-harness benchmarks on a model and write OUTPUT/harness.json.
 
@@ -71,7 +77,7 @@ def register(app: typer.Typer) -> None:
 
         if not verbose:
             logging.getLogger("lm_eval").setLevel(logging.ERROR)
-        include = tuple(str(path) for path in include_path)
+        include = tuple(str(path) for path in include_path or [])
         if list_tasks:
             for name in known_tasks(include):
                 console.print(name, highlight=False, markup=False)
@@ -115,12 +121,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report(
-        run_dirs: list[str] = typer.Argument(..., metavar="DIR...", help="Run directories holding results.json "
-                                             "and/or harness.json (directly or one level below)."),
-        output: Path = typer.Option(Path("report"), "--output", help="Where report.md, report.json and "
-                                    "report.png go."),
-        name_by: str = typer.Option("dir", "--name-by", help="How runs form rows: dir (directory name without a "
-                                    "-seedN suffix), model (the recorded model), path (one row per directory)."),
+        run_dirs: Annotated[list[str], typer.Argument(
+            metavar="DIR", help="Run directories holding results.json and/or harness.json (directly or one "
+            "level below).")],
+        output: Annotated[Path, typer.Option(
+            "--output", help="Where report.md, report.json and report.png go.")] = Path("report"),
+        name_by: Annotated[str, typer.Option(
+            "--name-by", help="How runs form rows: dir (directory name without a -seedN suffix), model (the "
+            "recorded model), path (one row per directory).")] = "dir",
     ) -> None:
         """Aggregate runs (seeds, models) into a mean (std) table (Markdown, JSON) and a PNG with 95% intervals.
 

@@ -22,9 +22,9 @@ import functools
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from prefcli.errors import ConfigError, PrefcliError
 from prefcli.eval.suites import SuiteTask, list_suites, load_suite
@@ -111,12 +111,23 @@ def build_task_manager(include_path: tuple[str, ...] | list[str], names: list[st
     manager = task_manager(include)
     for name in names:
         if name not in manager.task_index:
-            close = difflib.get_close_matches(name, manager.all_tasks, n=3, cutoff=0.75)
+            close = similar_names(name, manager.all_tasks)
             hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
             raise ConfigError(f"--tasks: unknown lm-eval task {name!r}; {hint}"
                               f"({len(manager.all_tasks)} tasks known; `prefcli eval harness --list-tasks` "
                               "lists them, --include-path adds your own)")
     return manager
+
+
+def similar_names(name: str, known: list[str], count: int = 3) -> list[str]:
+    """Close matches for a mistyped task name. difflib over all ~14,000 names takes seconds, so look first among
+    names with the same two-letter prefix, then among names of about the same length."""
+    for pool in ([k for k in known if k[:2].lower() == name[:2].lower()],
+                 [k for k in known if abs(len(k) - len(name)) <= 2]):
+        close = difflib.get_close_matches(name, pool, n=count, cutoff=0.75)
+        if close:
+            return close
+    return []
 
 
 @functools.lru_cache(maxsize=4)

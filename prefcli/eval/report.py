@@ -324,13 +324,13 @@ def render_markdown(report: dict) -> str:
     for row in report["rows"]:
         cells = [format_cell(row["cells"].get(c["key"])) for c in columns]
         lines.append(f"| {row['name']} | {len(row['runs'])} | " + " | ".join(cells) + " |")
-    lines += ["", "Cells are mean (std) over a row's runs, in percent; std is the sample standard deviation (n - 1); "
-              "a single run shows its value alone. Winrates are adjusted: (W + T/2) / (W + L + T). "
-              "Harness proportions are lm-eval's values x 100.", ""]
+    lines += ["", ("Cells are mean (std) over a row's runs, in percent; std is the sample standard deviation "
+                   "(n - 1); a single run shows its value alone. Winrates are adjusted: (W + T/2) / (W + L + T). "
+                   "Harness proportions are lm-eval's values x 100."), ""]
     if report["demo_judges"]:
-        lines += [f"**Demo judge:** {', '.join(f'`{j}`' for j in report['demo_judges'])} is prefcli's deterministic "
-                  "built-in demo judge, not a language model: its winrates only show the pipeline working and say "
-                  "nothing about model quality.", ""]
+        judges = ", ".join(f"`{judge}`" for judge in report["demo_judges"])
+        lines += [(f"**Demo judge:** {judges} is prefcli's deterministic built-in demo judge, not a language model: "
+                   "its winrates only show the pipeline working and say nothing about model quality."), ""]
     if report.get("skipped"):
         lines += ["Result files without a number (left out): " + "; ".join(f"`{item}`" for item in report["skipped"]),
                   ""]

@@ -8,8 +8,8 @@ outputs so a result can always be traced to how it was generated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from prefcli.errors import ConfigError
 

@@ -4,7 +4,7 @@ after it). The original order is restored at the end."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from prefcli.errors import ConfigError
 from prefcli.generate import GenerationParams

@@ -83,7 +83,6 @@ def load_tokenizer(ref: ModelRef, padding_side: str = "left"):
 def load_causal_lm(ref: ModelRef, device: str, dtype: str = "auto"):
     """Load the model for inference (eval mode). An adapter is merged into its base: generation is then as fast
     as with a full model, and the result is the same function."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     torch_dtype = _torch_dtype(dtype, device)

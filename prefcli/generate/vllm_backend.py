@@ -4,8 +4,8 @@ vLLM renders the chat template itself and serves a LoRA adapter on top of its ba
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from prefcli.errors import ConfigError
 from prefcli.generate import GenerationParams
