@@ -84,9 +84,24 @@ def register(app: typer.Typer) -> None:
                                                     help="Encode each prompt once per step (KV cache)."),
         log_every: Optional[int] = typer.Option(None, "--log-every", help="Metrics line every N steps."),
         report_to: Optional[str] = typer.Option(None, "--report-to", help="none|tensorboard|wandb."),
+        online: Optional[bool] = typer.Option(None, "--online", help="Batched online loop (OnMC-PO / online DPO): "
+                                              "--data holds prompts; candidates are regenerated per segment."),
+        segments: Optional[int] = typer.Option(None, "--segments", help="Online: training segments. [default: 3]"),
+        judge: Optional[str] = typer.Option(None, "--judge", help="Online: judge URL, hf:PATH or rule:length."),
+        judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Online: judge server's model name."),
+        judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="Online: env var of the judge key."),
+        max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Online: completion length."),
+        temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Online: e.g. 0.6,0.8,1.0."),
+        per_temperature: Optional[int] = typer.Option(None, "--per-temperature",
+                                                      help="Online: completions per temperature. [default: 2]"),
+        both_orders: Optional[bool] = typer.Option(None, "--both-orders/--one-order",
+                                                   help="Online: judge each comparison in both orders."),
     ) -> None:
         flags = dict(locals())  # first statement: exactly the options
         flags.pop("config_file")
+        from prefcli.cli.online import ONLINE_FLAGS, run_if_online
+
+        online_flags = {name: flags.pop(name) for name in ONLINE_FLAGS}
         flags["loss_args"] = _parse_loss_args(flags.pop("loss_arg"))
         from transformers.utils import logging as transformers_logging
 
@@ -96,6 +111,8 @@ def register(app: typer.Typer) -> None:
         overrides = {name: str(value) if isinstance(value, Path) else value
                      for name, value in flags.items() if value is not None}
         config = load_config(config_file, overrides)
+        if run_if_online(config, online_flags):
+            return
         if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: only the main process reports
             train(config)
             return

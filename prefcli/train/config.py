@@ -88,6 +88,9 @@ class TrainConfig:
     log_every: int = 1                   # metrics.jsonl line every N optimizer steps
     report_to: str = "none"              # none | tensorboard | wandb (accelerate trackers), comma-separated
 
+    # online (OnMC-PO / online DPO): the settings of prefcli.online.loop.OnlineConfig; None = offline training
+    online: dict | None = None
+
     def loss_hparams(self) -> dict:
         """The loss hyper-parameters that were set (by file or flag, then ``loss_args``)."""
         given = {name: getattr(self, name) for name in LOSS_HPARAMS if getattr(self, name) is not None}
