@@ -260,3 +260,5 @@ def noise(
              options={**_common(input, output, seed, limit, skip_invalid, input_format, None), **flags},
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=None)
 
+from prefcli.cli import prepare_generate  # noqa: E402 (sample + judge-rank: its own module)
+prepare_generate.register(app)
