@@ -130,9 +130,13 @@ def similar_names(name: str, known: list[str], count: int = 3) -> list[str]:
     return []
 
 
-@functools.lru_cache(maxsize=4)
 def task_manager(include_path: tuple[str, ...] = (), include_defaults: bool = True):
     """lm-eval's task index over its built-in tasks and ``include_path`` (cached: it only reads YAML files)."""
+    return _cached_task_manager(tuple(include_path), bool(include_defaults))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_task_manager(include_path: tuple[str, ...], include_defaults: bool):
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=list(include_path) or None, include_defaults=include_defaults)
