@@ -50,7 +50,7 @@ RUN_CONFIG = "online-config.yaml"
 #: Train settings that may change on --resume (they do not change what is trained).
 RESUMABLE_TRAIN = ("resume", "save_every", "keep_checkpoints", "log_every", "report_to", "ref_cache_dir")
 #: Online settings that may change on --resume.
-RESUMABLE_ONLINE = ("judge_key_env", "concurrency", "max_retries", "retry_delay", "timeout")
+RESUMABLE_ONLINE = ("judge", "judge_key_env", "concurrency", "max_retries", "retry_delay", "timeout")
 
 
 @dataclass(frozen=True)

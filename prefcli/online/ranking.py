@@ -95,7 +95,10 @@ class Comparison:
     reused: int = 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The record's view (``reused`` describes one run, not the data, and stays out)."""
+        values = asdict(self)
+        del values["reused"]
+        return values
 
 
 @dataclass

@@ -1,0 +1,121 @@
+"""``prefcli prepare generate`` on the tiny model with the deterministic length judge: the winner is the longest
+completion, the other completions are the candidates, the judge was called n - 1 times per prompt (store rows), a
+rerun repeats no call and no sampling; bad input exits with code 2 and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from prefcli.errors import PrefcliError
+
+
+def run_cli(args) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from prefcli.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if isinstance(result.exception, PrefcliError):
+        return 2, result.output + str(result.exception)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def write_prompts(path: Path, count: int = 4) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for index in range(count):
+            handle.write(json.dumps({"id": f"p{index}", "prompt": f"Write about the number {index}."}) + "\n")
+        # a pair record whose prompt repeats p0: its completions are ignored and the prompt is used once
+        handle.write(json.dumps({"id": "dup", "prompt": "Write about the number 0.", "chosen": "a",
+                                 "rejected": "b"}) + "\n")
+    return path
+
+
+def generate_args(model, prompts, output, *extra):
+    return ["prepare", "generate", "--model", model, "--prompts", prompts, "--output", output,
+            "--temperatures", "0.7,1.0", "--per-temperature", "2", "--max-new-tokens", "8", "--judge", "rule:length",
+            "--seed", "5", *extra]
+
+
+def test_generate_ranks_and_writes_candidate_records(tiny_model, tmp_path):
+    prompts = write_prompts(tmp_path / "prompts.jsonl")
+    output = tmp_path / "out" / "generated.jsonl"
+    code, text = run_cli(generate_args(tiny_model, prompts, output))
+    assert code == 0, text
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    meta = json.loads((tmp_path / "out" / "generated.jsonl.meta.json").read_text())
+    assert meta["skipped"].get("repeated prompt") == 1
+    assert [r["id"] for r in records] == ["p0", "p1", "p2", "p3"][:len(records)]
+    expected_calls = 0
+    for record in records:
+        texts = [record["chosen"], *record["candidates"]]
+        assert len(texts) == len(set(texts)) >= 2
+        assert len(record["chosen"]) == max(len(t) for t in texts)  # the length judge's preferred completion
+        assert record["rejected"] in record["candidates"]
+        temperatures = [record["meta"]["chosen_temperature"], *record["meta"]["candidate_temperatures"]]
+        dropped = record["meta"]["dropped_empty"] + record["meta"]["dropped_duplicates"]
+        assert len(temperatures) + dropped == 4 and set(temperatures) <= {0.7, 1.0}
+        judgments = record["meta"]["judgments"]
+        assert len(judgments) == len(texts) - 1
+        assert judgments[-1]["winner"] == record["meta"]["chosen_index"]
+        expected_calls += len(texts) - 1
+    assert meta["counts"]["judgments"] == expected_calls
+    assert meta["config"]["model_checksum"].startswith("sha256:")
+    store = tmp_path / "out" / "generated.jsonl.judgments.sqlite"
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] == expected_calls
+
+    # the same command again: completions come from the cache, every judgment from the store
+    before = output.read_text()
+    code, text = run_cli(generate_args(tiny_model, prompts, output))
+    assert code == 0, text
+    meta = json.loads((tmp_path / "out" / "generated.jsonl.meta.json").read_text())
+    assert meta["counts"]["completions_reused"] is True
+    assert meta["counts"]["judgments_reused"] == expected_calls
+    assert output.read_text() == before
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT SUM(attempts) FROM judgments").fetchone()[0] == expected_calls
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "one-completion", "no-prompt-field", "unreachable"])
+def test_bad_input_exits_2_and_writes_nothing(tiny_model, tmp_path, case):
+    prompts = write_prompts(tmp_path / "prompts.jsonl", count=2)
+    output = tmp_path / "generated.jsonl"
+    extra: list[str] = []
+    expected = ""
+    if case == "missing":
+        prompts, expected = tmp_path / "nope.jsonl", "nope.jsonl: no such file"
+    elif case == "empty":
+        prompts.write_text("\n")
+        expected = "contains no prompts"
+    elif case == "one-completion":
+        expected = "ranking needs at least two"
+    elif case == "no-prompt-field":
+        prompts.write_text(json.dumps({"id": 1, "question": "hi"}) + "\n")
+        expected = "prompts.jsonl:1: prompt: missing"
+    args = generate_args(tiny_model, prompts, output, *extra)
+    if case == "one-completion":
+        args[args.index("--temperatures") + 1] = "1.0"
+        args[args.index("--per-temperature") + 1] = "1"
+    if case == "unreachable":
+        judge_at = args.index("--judge") + 1
+        args[judge_at] = f"http://127.0.0.1:{_closed_port()}/v1"
+        args += ["--judge-model", "judge", "--max-retries", "1", "--retry-delay", "0.01", "--timeout", "5"]
+        expected = "ranking judgments failed"
+    code, text = run_cli(args)
+    assert code == 2, text
+    assert expected in " ".join(text.split()), text
+    assert not output.exists()
