@@ -119,3 +119,16 @@ def test_bad_input_exits_2_and_writes_nothing(tiny_model, tmp_path, case):
     assert code == 2, text
     assert expected in " ".join(text.split()), text
     assert not output.exists()
+
+
+def test_generation_in_a_child_process_matches_in_process(tiny_model):
+    """The vLLM path runs each engine in a spawned process; the plumbing is checked with the hf backend."""
+    from prefcli.generate import generate_outputs
+    from prefcli.online.candidates import _generate_in_child
+
+    prompts = [[{"role": "user", "content": "Hello there."}], [{"role": "user", "content": "Count to three."}]]
+    kwargs = dict(max_new_tokens=6, temperature=1.0, num_return_sequences=2, backend="hf", seed=11)
+    assert _generate_in_child(str(tiny_model), prompts, kwargs) == generate_outputs(str(tiny_model), prompts,
+                                                                                     **kwargs)
+    with pytest.raises(PrefcliError, match="not found|cannot load|no such"):
+        _generate_in_child(str(tiny_model) + "-missing", prompts, kwargs)

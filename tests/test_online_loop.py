@@ -30,8 +30,8 @@ def write_prompts(path: Path, count: int = 6) -> Path:
 
 def online_args(model, prompts, output, *extra) -> list[str]:
     return ["train", "--online", "--segments", "3", "--model", model, "--data", prompts, "--output", output,
-            "--judge", "rule:length", "--max-new-tokens", "8", "--temperatures", "0.8,1.0",
-            "--per-temperature", "1", "--loss", "dpo", "--batch-size", "1", "--max-steps", "3", "--lr", "0.02",
+            "--judge", "rule:length", "--max-new-tokens", "8", "--temperatures", "1.0",
+            "--per-temperature", "2", "--loss", "dpo", "--batch-size", "1", "--max-steps", "3", "--lr", "0.02",
             "--warmup", "0", "--seed", "7", *map(str, extra)]
 
 

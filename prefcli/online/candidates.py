@@ -125,15 +125,59 @@ def sample_completions(model, prompts: list[list[dict]], settings: CandidateSett
     total = len(prompts) * len(settings.temperatures)
     for index, temperature in enumerate(settings.temperatures):
         offset = index * len(prompts)
-        outputs = generate_outputs(
-            model, prompts, max_new_tokens=settings.max_new_tokens, temperature=temperature, top_p=settings.top_p,
-            batch_size=settings.batch_size, seed=settings.seed + index, backend=settings.backend,
-            num_return_sequences=settings.per_temperature,
-            progress=None if progress is None else (lambda done, offset=offset: progress(offset + done, total)))
+        kwargs = dict(max_new_tokens=settings.max_new_tokens, temperature=temperature, top_p=settings.top_p,
+                      batch_size=settings.batch_size, seed=settings.seed + index, backend=settings.backend,
+                      num_return_sequences=settings.per_temperature)
+        if settings.backend == "vllm":
+            # vLLM keeps its GPU memory until the process ends: each engine lives in a child process, so the next
+            # temperature, the judge and the training that follows get the whole GPU back.
+            outputs = _generate_in_child(model, prompts, kwargs)
+            if progress is not None:
+                progress(offset + len(prompts), total)
+        else:
+            outputs = generate_outputs(
+                model, prompts, **kwargs,
+                progress=None if progress is None else (lambda done, offset=offset: progress(offset + done, total)))
         for slot, group in enumerate(outputs):
             texts = group if settings.per_temperature > 1 else [group]
             per_prompt[slot].extend((text, temperature) for text in texts)
     return per_prompt
+
+
+def _child_generate(model, prompts, kwargs, result_path) -> None:
+    import json
+
+    from prefcli.errors import PrefcliError
+    from prefcli.generate import generate_outputs
+
+    try:
+        result = {"outputs": generate_outputs(model, prompts, **kwargs)}
+    except PrefcliError as error:
+        result = {"error": str(error)}
+    Path(result_path).write_text(json.dumps(result), encoding="utf-8")
+
+
+def _generate_in_child(model, prompts, kwargs):
+    """``generate_outputs`` in a spawned process; a user error there is raised here with its message."""
+    import json
+    import multiprocessing
+    import tempfile
+
+    from prefcli.errors import PrefcliError
+
+    with tempfile.TemporaryDirectory(prefix="prefcli-generate-") as tmp:
+        result_path = Path(tmp) / "result.json"
+        child = multiprocessing.get_context("spawn").Process(
+            target=_child_generate, args=(str(model), prompts, kwargs, str(result_path)))
+        child.start()
+        child.join()
+        if not result_path.is_file():
+            raise PrefcliError(f"generation with {model} ({kwargs['backend']}) exited with code {child.exitcode} "
+                               "before returning completions (out of memory?)")
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+    if "error" in result:
+        raise PrefcliError(result["error"])
+    return result["outputs"]
 
 
 def candidate_sets(samples: list[list[tuple[str, float]]]) -> list[CandidateSet]:
