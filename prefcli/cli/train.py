@@ -86,14 +86,14 @@ def register(app: typer.Typer) -> None:
         report_to: Optional[str] = typer.Option(None, "--report-to", help="none|tensorboard|wandb."),
         online: Optional[bool] = typer.Option(None, "--online", help="Batched online loop (OnMC-PO / online DPO): "
                                               "--data holds prompts; candidates are regenerated per segment."),
-        segments: Optional[int] = typer.Option(None, "--segments", help="Online: training segments. [default: 3]"),
+        segments: Optional[int] = typer.Option(None, "--segments", help="Online: training segments (default 3)."),
         judge: Optional[str] = typer.Option(None, "--judge", help="Online: judge URL, hf:PATH or rule:length."),
         judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Online: judge server's model name."),
         judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env", help="Online: env var of the judge key."),
         max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Online: completion length."),
         temperatures: Optional[str] = typer.Option(None, "--temperatures", help="Online: e.g. 0.6,0.8,1.0."),
         per_temperature: Optional[int] = typer.Option(None, "--per-temperature",
-                                                      help="Online: completions per temperature. [default: 2]"),
+                                                      help="Online: completions per temperature (default 2)."),
         both_orders: Optional[bool] = typer.Option(None, "--both-orders/--one-order",
                                                    help="Online: judge each comparison in both orders."),
     ) -> None:
