@@ -127,7 +127,7 @@ def test_generation_in_a_child_process_matches_in_process(tiny_model):
     from prefcli.online.candidates import _generate_in_child
 
     prompts = [[{"role": "user", "content": "Hello there."}], [{"role": "user", "content": "Count to three."}]]
-    kwargs = dict(max_new_tokens=6, temperature=1.0, num_return_sequences=2, backend="hf", seed=11)
+    kwargs = {"max_new_tokens": 6, "temperature": 1.0, "num_return_sequences": 2, "backend": "hf", "seed": 11}
     assert _generate_in_child(str(tiny_model), prompts, kwargs) == generate_outputs(str(tiny_model), prompts,
                                                                                      **kwargs)
     with pytest.raises(PrefcliError, match="not found|cannot load|no such"):

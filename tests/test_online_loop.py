@@ -18,7 +18,7 @@ import pytest
 from prefcli.online.candidates import CandidateSettings, sample_completions, weights_checksum
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_online_generate import _closed_port, run_cli  # noqa: E402
+from test_online_generate import _closed_port, run_cli
 
 
 def write_prompts(path: Path, count: int = 6) -> Path:

@@ -25,8 +25,8 @@ def run_if_online(config, flags: dict) -> bool:
     if os.environ.get("WORLD_SIZE", "1") != "1":
         raise ConfigError("--online: runs in one process (generation and judging between segments); launch it "
                           "without torchrun / accelerate launch")
-    from prefcli.online.loop import OnlineConfig, run_online
     from prefcli.cli.prepare_generate import judge_api_key
+    from prefcli.online.loop import OnlineConfig, run_online
 
     online = OnlineConfig.from_dict({**(config.online or {}), **given}, "online")
     api_key = judge_api_key(online.judge_key_env)

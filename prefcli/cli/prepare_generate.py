@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 
@@ -46,9 +46,12 @@ def register(prepare_app: typer.Typer) -> None:
                                           "one by iterative pairwise ranking with a judge (n - 1 calls), and write "
                                           f"candidate records.\n\nExample: {EXAMPLE}")
     def generate(
-        model: str = typer.Option(..., "--model", help="Policy to sample from: HF directory, LoRA adapter or hub id."),
-        prompts: Path = typer.Option(..., "--prompts", help="JSONL records with a prompt field (other fields ignored)."),
-        output: Path = typer.Option(..., "--output", "-o", help="JSONL candidate records (atomic) + .meta.json."),
+        model: Annotated[str, typer.Option("--model",
+                                           help="Policy to sample from: HF directory, LoRA adapter or hub id.")],
+        prompts: Annotated[Path, typer.Option("--prompts",
+                                              help="JSONL records with a prompt field (other fields ignored).")],
+        output: Annotated[Path, typer.Option("--output", "-o",
+                                             help="JSONL candidate records (atomic) + .meta.json.")],
         temperatures: str = typer.Option("0.6,0.8,1.0", "--temperatures", help="Comma-separated temperatures."),
         per_temperature: int = typer.Option(2, "--per-temperature", help="Completions sampled at each temperature."),
         max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="Longest completion, in tokens."),
@@ -56,28 +59,33 @@ def register(prepare_app: typer.Typer) -> None:
         batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generation batch."),
         backend: str = typer.Option("hf", "--backend", help="Generation backend: hf or vllm."),
         judge: str = typer.Option(..., "--judge", help="OpenAI-compatible base URL, hf:PATH, or rule:length (demo)."),
-        judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model name the judge server expects."),
-        judge_key_env: Optional[str] = typer.Option(None, "--judge-key-env",
+        judge_model: str | None = typer.Option(None, "--judge-model", help="Model name the judge server expects."),
+        judge_key_env: str | None = typer.Option(None, "--judge-key-env",
                                                     help="Environment variable holding the judge's API key."),
         protocol: str = typer.Option("alpaca", "--protocol", help="Judge protocol: alpaca, arena or a YAML path."),
-        judge_prompt: Optional[Path] = typer.Option(None, "--judge-prompt", help="Your own judge prompt file."),
+        judge_prompt: Annotated[Path | None, typer.Option("--judge-prompt",
+                                                          help="Your own judge prompt file.")] = None,
         both_orders: bool = typer.Option(False, "--both-orders/--one-order",
                                          help="Judge each comparison in both orders (2(n-1) calls); a disagreement "
                                               "keeps the incumbent."),
-        store: Optional[Path] = typer.Option(None, "--store",
-                                             help="Judgment store [default: OUTPUT.judgments.sqlite]."),
+        store: Annotated[Path | None, typer.Option(
+            "--store", help="Judgment store (default: OUTPUT.judgments.sqlite).")] = None,
         concurrency: int = typer.Option(8, "--concurrency", help="Judge calls in flight."),
         max_retries: int = typer.Option(3, "--max-retries", help="Retries of a failed judge call."),
         retry_delay: float = typer.Option(1.0, "--retry-delay", help="Base of the exponential backoff (s)."),
         timeout: float = typer.Option(120.0, "--timeout", help="Judge request timeout (s)."),
-        judge_max_tokens: Optional[int] = typer.Option(None, "--judge-max-tokens",
+        judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens",
                                                        help="Judge reply length [default: the protocol's]."),
         seed: int = typer.Option(0, "--seed", help="Seed of sampling, order coins and the rejected draw."),
-        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use the first N distinct prompts."),
+        limit: int | None = typer.Option(None, "--limit", min=1, help="Use the first N distinct prompts."),
     ) -> None:
         from prefcli.data.sidecar import file_checksum
-        from prefcli.online.candidates import (CandidateSettings, generate_candidates, parse_temperatures,
-                                               write_candidates)
+        from prefcli.online.candidates import (
+            CandidateSettings,
+            generate_candidates,
+            parse_temperatures,
+            write_candidates,
+        )
         from prefcli.online.prompts import read_prompts
         from prefcli.online.ranking import JudgeSettings
 

@@ -15,9 +15,9 @@ order with the winner removed. Empty completions and exact repeats are dropped b
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from prefcli.errors import ConfigError
 from prefcli.online.prompts import PromptItem, instruction_text
@@ -125,9 +125,9 @@ def sample_completions(model, prompts: list[list[dict]], settings: CandidateSett
     total = len(prompts) * len(settings.temperatures)
     for index, temperature in enumerate(settings.temperatures):
         offset = index * len(prompts)
-        kwargs = dict(max_new_tokens=settings.max_new_tokens, temperature=temperature, top_p=settings.top_p,
-                      batch_size=settings.batch_size, seed=settings.seed + index, backend=settings.backend,
-                      num_return_sequences=settings.per_temperature)
+        kwargs = {"max_new_tokens": settings.max_new_tokens, "temperature": temperature, "top_p": settings.top_p,
+                  "batch_size": settings.batch_size, "seed": settings.seed + index, "backend": settings.backend,
+                  "num_return_sequences": settings.per_temperature}
         if settings.backend == "vllm":
             # vLLM keeps its GPU memory until the process ends: each engine lives in a child process, so the next
             # temperature, the judge and the training that follows get the whole GPU back.
@@ -202,8 +202,9 @@ def candidate_sets(samples: list[list[tuple[str, float]]]) -> list[CandidateSet]
 def weights_checksum(model) -> str | None:
     """sha256 over a local model directory's weight files (``*.safetensors``, ``*.bin``), which tells one
     checkpoint from another; None for a hub id."""
-    from prefcli.data.sidecar import file_checksum
     import hashlib
+
+    from prefcli.data.sidecar import file_checksum
 
     path = Path(str(model))
     if not path.is_dir():

@@ -34,9 +34,9 @@ import shutil
 import time
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from prefcli.errors import ConfigError
 
@@ -80,7 +80,7 @@ class OnlineConfig:
     judge_max_tokens: int | None = None
 
     @classmethod
-    def from_dict(cls, values: dict | None, source: str = "online") -> "OnlineConfig":
+    def from_dict(cls, values: dict | None, source: str = "online") -> OnlineConfig:
         """Build from a mapping (YAML / flags); unknown keys and wrong types fail naming the key."""
         hints = typing.get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from prefcli.errors import ConfigError, JudgeError
 
