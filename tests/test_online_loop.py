@@ -150,3 +150,33 @@ def test_online_bad_input_exits_2(tiny_model, tmp_path, case):
         assert (output / "segments" / "1" / "completions.json").is_file()
         assert not (output / "segments" / "1" / "data.jsonl").exists()
         assert not (output / "segments" / "1" / "DONE").exists()
+
+
+def test_resume_inside_a_segment_continues_from_its_checkpoint(tiny_model, tmp_path):
+    """A segment interrupted after its first checkpoint resumes with train's own resume: bit-exact weights."""
+    prompts = write_prompts(tmp_path / "prompts.jsonl", count=4)
+    output = tmp_path / "run"
+    args = online_args(tiny_model, prompts, output, "--save-every", "1", "--keep-checkpoints", "0")
+    args[args.index("--segments") + 1] = "2"
+    args[args.index("--max-steps") + 1] = "4"
+    args[args.index("--loss") + 1] = "mcpo"
+    code, text = run_cli(args)
+    assert code == 0, text
+    segment = output / "segments" / "2"
+    finished = (segment / "model" / "model.safetensors").read_bytes()
+    # as if killed between the segment's two steps: no DONE, no step-2 checkpoint, one metrics line
+    (segment / "DONE").unlink()
+    import shutil
+
+    shutil.rmtree(segment / "model" / "checkpoints" / "step-2")
+    metrics = segment / "model" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().splitlines()[0] + "\n")
+    data_before = (segment / "data.jsonl").stat().st_mtime_ns
+
+    code, text = run_cli([*args, "--resume"])
+    assert code == 0, text
+    assert read_json(segment / "DONE")["resumed_from"] == 1
+    assert read_json(output / "online.json")["trained_now"] == [2]
+    assert (segment / "data.jsonl").stat().st_mtime_ns == data_before
+    assert (segment / "model" / "model.safetensors").read_bytes() == finished
+    assert (output / "model.safetensors").read_bytes() == finished
