@@ -47,6 +47,11 @@ def _input_format_option():
     return typer.Option("auto", "--input-format", help="How to read --input (auto: by extension / directory / id).")
 
 
+def _workers_option():
+    return typer.Option(0, "--workers", min=0, help="Worker processes for a .jsonl input (0: auto = one per core but one, at "
+                                                    "most 8, with 4+ cores and 64+ MB; else 1). Same output bytes.")
+
+
 def _split_option(default: Optional[str]):
     return typer.Option(default, "--split", help="Split of a hub dataset or of a saved DatasetDict.")
 
@@ -63,7 +68,8 @@ def _command_line(name: str, options: dict) -> list[str]:
 
 def _prepare(name: str, *, input: str, output: Path, convert, options: dict, seed: Optional[int],
              limit: Optional[int], skip_invalid: bool, input_format: str, split: Optional[str],
-             make_writer: Optional[Callable] = None) -> None:
+             workers: int = 1, make_writer: Optional[Callable] = None) -> None:
+    from prefcli.data.parallel import auto_workers
     from prefcli.data.readers import open_source
     from prefcli.data.runner import run_prepare
     from prefcli.data.sidecar import write_sidecar
@@ -85,7 +91,8 @@ def _prepare(name: str, *, input: str, output: Path, convert, options: dict, see
             progress.update(task, completed=position * scale, status=f"{rows:,} rows")
 
         result = run_prepare(source, convert, output, limit=limit, skip_invalid=skip_invalid,
-                             make_writer=make_writer, on_progress=on_progress)
+                             make_writer=make_writer, on_progress=on_progress,
+                             workers=workers or auto_workers(source))
     config = {key.lstrip("-").replace("-", "_"): value for key, value in options.items()}
     write_sidecar(output, config=config, seed=seed, inputs={input: result.input_checksum},
                   counts=result.counts(), skipped=dict(result.skipped), argv=_command_line(name, options))
@@ -118,6 +125,7 @@ def nectar(
     limit: Optional[int] = _limit_option(),
     input_format: InputFormat = _input_format_option(),
     split: Optional[str] = _split_option("train"),
+    workers: int = _workers_option(),
 ) -> None:
     """Nectar (ranked answers) → records: rank 1 chosen, next --skip-ranks dropped, the rest candidates.
 
@@ -134,7 +142,8 @@ def nectar(
              "--format": format, "--negatives": negatives if format == "unpaired" else None}
     _prepare("nectar", input=input, output=output, convert=nectar_converter(options),
              options={**_common(input, output, seed, limit, skip_invalid, input_format, split), **flags},
-             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split)
+             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
+             workers=workers)
 
 
 @app.command("ultrafeedback")
@@ -150,6 +159,7 @@ def ultrafeedback(
     limit: Optional[int] = _limit_option(),
     input_format: InputFormat = _input_format_option(),
     split: Optional[str] = _split_option("train_prefs"),
+    workers: int = _workers_option(),
 ) -> None:
     """UltraFeedback-binarized (chosen/rejected message lists + scores) → pair records.
 
@@ -160,7 +170,8 @@ def ultrafeedback(
     flags = {"--format": format, "--min-score-gap": min_score_gap}
     _prepare("ultrafeedback", input=input, output=output, convert=ultrafeedback_converter(format, min_score_gap),
              options={**_common(input, output, seed, limit, skip_invalid, input_format, split), **flags},
-             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split)
+             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
+             workers=workers)
 
 
 @app.command("pairs")
@@ -178,6 +189,7 @@ def pairs(
     limit: Optional[int] = _limit_option(),
     input_format: InputFormat = _input_format_option(),
     split: Optional[str] = _split_option("train"),
+    workers: int = _workers_option(),
 ) -> None:
     """Any pair dataset → pair records, by naming its prompt / chosen / rejected fields.
 
@@ -190,7 +202,8 @@ def pairs(
              "--id-field": id_field, "--format": format}
     _prepare("pairs", input=input, output=output, convert=pairs_converter(fields, format),
              options={**_common(input, output, seed, limit, skip_invalid, input_format, split), **flags},
-             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split)
+             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
+             workers=workers)
 
 
 @app.command("unpair")
@@ -208,30 +221,28 @@ def unpair(
     skip_invalid: bool = _skip_invalid_option(),
     limit: Optional[int] = _limit_option(),
     input_format: InputFormat = _input_format_option(),
+    workers: int = _workers_option(),
 ) -> None:
     """Pair or candidate records → unpaired records (label true/false), e.g. for KTO or unpaired AOT.
 
     Example: prefcli prepare unpair --input data/nectar.jsonl --output data/nectar-unpaired.jsonl --pairing shuffle
     """
     from prefcli.data.runner import ShuffledPairingWriter
-    from prefcli.data.transforms import one_sided, unpair_record, validated_pair_or_candidates
-
-    def convert(row, location: int) -> list[dict]:
-        records = unpair_record(validated_pair_or_candidates(row), negatives, seed, location)
-        return one_sided(records, seed, location) if pairing == "one-sided" else records
+    from prefcli.data.transforms import unpair_converter
 
     make_writer = None
     if pairing == "shuffle":
         spool_dir = output.resolve().parent
 
-        def make_writer(handle):
-            return ShuffledPairingWriter(handle, seed, spool_dir)
+        def make_writer(path):
+            return ShuffledPairingWriter(path, seed, spool_dir)
 
     flags = {"--negatives": negatives, "--pairing": pairing}
+    convert = unpair_converter(negatives, pairing, seed)
     _prepare("unpair", input=input, output=output, convert=convert,
              options={**_common(input, output, seed, limit, skip_invalid, input_format, None), **flags},
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=None,
-             make_writer=make_writer)
+             workers=workers, make_writer=make_writer)
 
 
 @app.command("noise")
@@ -245,20 +256,20 @@ def noise(
     skip_invalid: bool = _skip_invalid_option(),
     limit: Optional[int] = _limit_option(),
     input_format: InputFormat = _input_format_option(),
+    workers: int = _workers_option(),
 ) -> None:
     """MC-PO noise injection: add a candidate made by swapping two random words of the chosen answer.
 
     Example: prefcli prepare noise --input data/nectar.jsonl --output data/nectar-noise.jsonl --as-rejected
     """
-    from prefcli.data.transforms import add_noise, validated_pair_or_candidates
+    from prefcli.data.transforms import noise_converter
 
-    def convert(row, location: int) -> list[dict]:
-        return [add_noise(validated_pair_or_candidates(row), as_rejected=as_rejected, seed=seed, key=location)]
-
+    convert = noise_converter(as_rejected, seed)
     flags = {"--as-rejected": as_rejected}
     _prepare("noise", input=input, output=output, convert=convert,
              options={**_common(input, output, seed, limit, skip_invalid, input_format, None), **flags},
-             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=None)
+             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=None,
+             workers=workers)
 
 from prefcli.cli import prepare_generate  # noqa: E402 (sample + judge-rank: its own module)
 prepare_generate.register(app)

@@ -32,3 +32,20 @@ def write_json(path: str | Path, obj, indent: int = 2) -> None:
     with atomic_open(path) as handle:
         json.dump(obj, handle, indent=indent, ensure_ascii=False)
         handle.write("\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Like ``atomic_open`` for writers that open the file themselves: yields a temporary path beside ``path``
+    that replaces ``path`` on success (the writer must have synced and closed it) and is removed on error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -163,7 +163,7 @@ def _explain_bad_answer(position: int, answer) -> None:
     where = f"answers[{position}]"
     if type(answer) is not dict:
         raise InvalidRow(where, "must be an object with answer, model and rank", "mistyped answers[]")
-    text, rank, model = answer.get("answer"), answer.get("rank"), answer.get("model")
+    text, rank = answer.get("answer"), answer.get("rank")
     if type(text) is not str:
         if text is None:
             raise InvalidRow(f"{where}.answer", "missing", "missing answers[].answer")

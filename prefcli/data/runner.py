@@ -8,6 +8,7 @@ it) and ``SkipRow`` for a valid row that yields nothing (always counted, e.g. to
 
 from __future__ import annotations
 
+import os
 import queue
 import random
 import tempfile
@@ -20,7 +21,8 @@ from typing import Any, Callable
 
 import orjson
 
-from prefcli.data.atomic import atomic_open
+from prefcli.data.appender import FileAppender
+from prefcli.data.atomic import atomic_path
 from prefcli.data.readers import BadJSON, RowSource
 from prefcli.data.sidecar import BackgroundChecksum
 from prefcli.errors import DataError
@@ -101,6 +103,13 @@ class PrepareResult:
         rows += [(label, counts[key]) for key, label in labels.items() if counts[key] is not None]
         return rows
 
+    def merge(self, other: "PrepareResult") -> None:
+        """Add another (partial) result's counts into this one."""
+        for name in ("rows_read", "records_written", "chosen_chars", "chosen_count", "rejected_chars",
+                     "rejected_count", "candidate_chars", "candidate_count", "records_with_candidates"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped.update(other.skipped)
+
     def _count(self, records: list[dict]) -> None:
         for record in records:
             if "label" in record:  # unpaired: desirable completions count as chosen, the others as rejected
@@ -125,11 +134,12 @@ class PrepareResult:
 
 
 class _BackgroundWrites:
-    """Hands large buffers to a thread that writes them: the write syscalls (which release the GIL) overlap with
-    the conversion of the next rows. At most ``depth`` buffers wait, which bounds the memory used."""
+    """Hands large buffers to a thread that appends them to the file (``FileAppender``: ``O_DIRECT`` where
+    possible): the writes, which release the GIL, overlap with the conversion of the next rows. At most
+    ``depth`` buffers wait, which bounds the memory used."""
 
-    def __init__(self, handle, depth: int = 4):
-        self._handle = handle
+    def __init__(self, path: Path, depth: int = 4):
+        self._file = FileAppender(path)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="prefcli-writer", daemon=True)
@@ -139,7 +149,7 @@ class _BackgroundWrites:
         while (data := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    self._handle.write(data)
+                    self._file.write(data)
                 except BaseException as error:  # re-raised in the main thread
                     self._error = error
 
@@ -149,20 +159,25 @@ class _BackgroundWrites:
         self._queue.put(data)
 
     def close(self, discard: bool = False) -> None:
-        """Wait until every buffer is written (or, with ``discard``, dropped); re-raise a write error."""
+        """Wait until every buffer is written and synced (or, with ``discard``, dropped); re-raise a write
+        error."""
         if discard and self._error is None:
             self._error = RuntimeError("discarded")
         self._queue.put(None)
         self._thread.join()
-        if self._error is not None and not discard:
-            raise self._error
+        if self._error is not None:
+            self._file.abort()
+            if not discard:
+                raise self._error
+            return
+        self._file.close()
 
 
 class RecordWriter:
-    """Writes each row's records in order, in large buffered writes done by a background thread."""
+    """Writes each row's records in order to the file at ``path``, in large writes done by a background thread."""
 
-    def __init__(self, handle):
-        self._out = _BackgroundWrites(handle)
+    def __init__(self, path: Path):
+        self._out = _BackgroundWrites(path)
         self._parts: list[bytes] = []
         self._size = 0
 
@@ -171,6 +186,13 @@ class RecordWriter:
             line = dump_record(record)
             self._parts.append(line)
             self._size += len(line)
+        if self._size >= _FLUSH_BYTES:
+            self._flush()
+
+    def add_bytes(self, data: bytes) -> None:
+        """Append already-serialized JSONL lines."""
+        self._parts.append(data)
+        self._size += len(data)
         if self._size >= _FLUSH_BYTES:
             self._flush()
 
@@ -196,8 +218,8 @@ class ShuffledPairingWriter(RecordWriter):
     own prompt; only the per-prompt adjacency (the pairing) is broken. Rows are spooled to temporary files (memory
     holds two offsets per row), then merged."""
 
-    def __init__(self, handle, seed: int, spool_dir: Path):
-        super().__init__(handle)
+    def __init__(self, path: Path, seed: int, spool_dir: Path):
+        super().__init__(path)
         self._seed = seed
         self._spools = [tempfile.TemporaryFile(dir=spool_dir, prefix=".spool-") for _ in range(2)]
         self._offsets = [array("q", [0]), array("q", [0])]
@@ -231,34 +253,74 @@ class ShuffledPairingWriter(RecordWriter):
             spool.close()
 
 
-def run_prepare(source: RowSource, convert: Converter, output: str | Path, *, limit: int | None = None,
-                skip_invalid: bool = False, make_writer: Callable[[Any], RecordWriter] | None = None,
-                on_progress: Callable[[int, int], None] | None = None, progress_every: int = 1024) -> PrepareResult:
+class RowFailure(Exception):
+    """An invalid row in strict mode, before it becomes a ``DataError`` (picklable, for worker processes)."""
+
+    def __init__(self, location: int, message: str, field: str | None, reason: str):
+        super().__init__(location, message, field, reason)
+        self.location, self.message, self.field, self.reason = location, message, field, reason
+
+
+def run_prepare(source: RowSource, convert: Converter, output: str | Path, *,
+                limit: int | None = None, skip_invalid: bool = False,
+                make_writer: Callable[[Path], RecordWriter] | None = None,
+                on_progress: Callable[[int, int], None] | None = None, progress_every: int = 1024,
+                workers: int = 1) -> PrepareResult:
     """Convert every row of ``source`` and write the records to ``output`` (JSONL, atomically).
 
     Strict by default: the first invalid row raises ``DataError`` and ``output`` is left untouched. With
     ``skip_invalid`` such rows are counted by reason instead. ``limit`` caps the rows read. ``on_progress``
     gets ``(source.position, rows read)`` every ``progress_every`` rows and at the end. Raises
     ``DataError`` when the input has no rows or no record survives.
+
+    With ``workers > 1``, a plain JSON Lines file, no ``limit`` and the ordered writer, blocks of lines are
+    converted in forked worker processes (``prefcli.data.parallel``); the output is the same bytes.
     """
+    from prefcli.data import parallel
+
     output = Path(output)
+    use_workers = (workers > 1 and limit is None and make_writer is None and parallel.supports(source))
     checksum = BackgroundChecksum(source.path) if source.path is not None else None
+    pool = None
     try:
         result = PrepareResult(output=output, input_checksum="")
-        with atomic_open(output, "wb") as handle:
-            writer = make_writer(handle) if make_writer else RecordWriter(handle)
+        with atomic_path(output) as temporary:
+            writer = output_fd = None
+            if use_workers:
+                output_fd = os.open(temporary, os.O_WRONLY)
+                pool = parallel.start_pool(convert, skip_invalid, workers, source, output_fd)
+            else:
+                writer = make_writer(temporary) if make_writer else RecordWriter(temporary)
             try:
-                _convert_rows(source, convert, writer, result, limit, skip_invalid, on_progress, progress_every)
+                try:
+                    if pool is not None:
+                        parallel.convert_blocks(pool, source, result, workers, on_progress)
+                    else:
+                        _convert_rows(source, convert, writer, result, limit, skip_invalid, on_progress,
+                                      progress_every)
+                except RowFailure as failure:
+                    raise DataError(source.name, failure.location, failure.message, field=failure.field,
+                                    reason=failure.reason) from None
                 if result.rows_read == 0:
                     raise DataError(source.name, None, "contains no rows")
                 if result.records_written == 0:
                     reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(result.skipped.items()))
                     raise DataError(source.name, None, f"no record to write: all {result.rows_read} rows were "
                                                        f"skipped ({reasons})")
-                writer.finish()
+                if writer is not None:
+                    writer.finish()
+                else:
+                    os.fsync(output_fd)
             except BaseException:
-                writer.abort()
+                if writer is not None:
+                    writer.abort()
                 raise
+            finally:
+                if pool is not None:
+                    pool.terminate()
+                    pool.join()
+                if output_fd is not None:
+                    os.close(output_fd)
         result.input_checksum = checksum.result() if checksum else f"hub:{source.name}"
         return result
     finally:
@@ -266,8 +328,9 @@ def run_prepare(source: RowSource, convert: Converter, output: str | Path, *, li
             checksum.cancel()
 
 
-def _convert_rows(source: RowSource, convert: Converter, writer: RecordWriter, result: PrepareResult,
+def _convert_rows(source: RowSource, convert: Converter, writer, result: PrepareResult,
                   limit: int | None, skip_invalid: bool, on_progress, progress_every: int) -> None:
+    """The sequential loop (also run by each worker process on its block of lines)."""
     skipped, count, add = result.skipped, result._count, writer.add
     rows_read = written = 0
     for location, row in source.rows():
@@ -275,7 +338,7 @@ def _convert_rows(source: RowSource, convert: Converter, writer: RecordWriter, r
         try:
             if type(row) is BadJSON:
                 if row.fatal or not skip_invalid:
-                    raise DataError(source.name, location, row.message, reason="invalid JSON")
+                    raise RowFailure(location, row.message, None, "invalid JSON")
                 skipped["invalid JSON"] += 1
             else:
                 records = convert(row, location)
@@ -284,8 +347,7 @@ def _convert_rows(source: RowSource, convert: Converter, writer: RecordWriter, r
                 written += len(records)
         except InvalidRow as error:
             if not skip_invalid:
-                raise DataError(source.name, location, error.message, field=error.field,
-                                reason=error.reason) from None
+                raise RowFailure(location, error.message, error.field, error.reason) from None
             skipped[error.reason] += 1
         except SkipRow as error:
             skipped[error.reason] += 1
@@ -293,7 +355,7 @@ def _convert_rows(source: RowSource, convert: Converter, writer: RecordWriter, r
             on_progress(source.position, rows_read)
         if limit is not None and rows_read >= limit:
             break
-    result.rows_read, result.records_written = rows_read, written
+    result.rows_read += rows_read
+    result.records_written += written
     if on_progress is not None:
-        on_progress(source.position, rows_read)
-
+        on_progress(source.position, result.rows_read)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from prefcli.data.records import RecordError, record_kind, validate_record
-from prefcli.data.runner import InvalidRow, SkipRow
+from prefcli.data.runner import Converter, InvalidRow, SkipRow
 from prefcli.data.seeding import draw_index, row_random
 
 NEGATIVES = ("one", "all")
@@ -122,3 +122,24 @@ def add_noise(record: dict, *, as_rejected: bool, seed: int, key) -> dict:
     out["meta"] = {**record["meta"], "noise_index": len(candidates) - 1, "noise_swapped_words": list(positions),
                    "rejected_is_noise": as_rejected}
     return out
+
+
+def unpair_converter(negatives: str = "one", pairing: str = "keep", seed: int = 0) -> Converter:
+    """A converter for ``prefcli prepare unpair`` (``shuffle`` pairing is done by the writer, not here)."""
+    if negatives not in NEGATIVES or pairing not in PAIRINGS:
+        raise ValueError(f"negatives must be one of {NEGATIVES} and pairing one of {PAIRINGS}")
+
+    def convert(row, location: int) -> list[dict]:
+        records = unpair_record(validated_pair_or_candidates(row), negatives, seed, location)
+        return one_sided(records, seed, location) if pairing == "one-sided" else records
+
+    return convert
+
+
+def noise_converter(as_rejected: bool = False, seed: int = 0) -> Converter:
+    """A converter for ``prefcli prepare noise``."""
+
+    def convert(row, location: int) -> list[dict]:
+        return [add_noise(validated_pair_or_candidates(row), as_rejected=as_rejected, seed=seed, key=location)]
+
+    return convert
