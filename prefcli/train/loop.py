@@ -289,7 +289,7 @@ def _train(config: TrainConfig, checks, progress, started) -> dict:
             examples_total += examples_step
             done = step + 1
             record = {"step": done, "epoch": round(done * config.grad_accum / micro_per_epoch, 6), **metrics,
-                      "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tokens_step / elapsed,
+                      "lr": lr, "grad_norm": grad_norm, "step_seconds": elapsed, "tokens_per_s": tokens_step / elapsed,
                       "examples_per_s": examples_step / elapsed}
             last = record
             history.append({"step": done, "loss": metrics["loss"]})
