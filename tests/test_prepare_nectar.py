@@ -259,11 +259,13 @@ def test_json_array_parquet_gzip_and_save_to_disk_inputs(tmp_path):
     array.write_text("[\n" + ",\n".join(json.dumps(r, indent=1) for r in rows) + "\n]\n")
     parquet = tmp_path / "in.parquet"
     pq.write_table(pa.Table.from_pylist(rows), parquet, row_group_size=2)
+    lines_named_json = tmp_path / "lines.json"  # JSON Lines under a .json name
+    lines_named_json.write_bytes(jsonl.read_bytes())
     gz = tmp_path / "in.jsonl.gz"
     gz.write_bytes(gzip.compress(jsonl.read_bytes()))
     disk = tmp_path / "saved"
     DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(disk))
-    for source in (array, parquet, gz, disk):
+    for source in (array, lines_named_json, parquet, gz, disk):
         out = tmp_path / f"out-{source.name}.jsonl"
         prepare("nectar", "--input", str(source), "--output", str(out))
         got = read_jsonl(out)

@@ -266,3 +266,25 @@ def test_noise_bad_record_line(tmp_path, capsys):
                                                                      "--output", str(out))
     prepare("noise", "--input", str(src), "--output", str(out), "--skip-invalid")
     assert sidecar(out)["skipped"] == {"invalid candidates": 1}
+
+
+def test_ultrafeedback_from_a_saved_dataset_dict_picks_the_split(tmp_path, capsys):
+    from datasets import Dataset, DatasetDict
+
+    saved = tmp_path / "uf"
+    DatasetDict({"train_prefs": Dataset.from_list([uf_row(0), uf_row(1)]),
+                 "test_prefs": Dataset.from_list([uf_row(9)])}).save_to_disk(str(saved))
+    out = tmp_path / "out.jsonl"
+    prepare("ultrafeedback", "--input", str(saved), "--output", str(out))
+    assert [r["id"] for r in read_jsonl(out)] == ["p0", "p1"]
+    prepare("ultrafeedback", "--input", str(saved), "--output", str(out), "--split", "test_prefs")
+    assert [r["id"] for r in read_jsonl(out)] == ["p9"]
+    err = fails(capsys, "ultrafeedback", "--input", str(saved), "--output", str(out), "--split", "nope")
+    assert "no split 'nope'; choose --split from test_prefs, train_prefs" in err
+
+
+@pytest.mark.parametrize("command", ["nectar", "ultrafeedback", "pairs", "unpair", "noise"])
+def test_every_prepare_command_has_an_example(command):
+    result = runner.invoke(app, ["prepare", command, "--help"])
+    assert result.exit_code == 0
+    assert f"Example: prefcli prepare {command} --input" in " ".join(result.output.split())
