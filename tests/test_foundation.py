@@ -87,3 +87,20 @@ def test_tiny_model_chat_template(tiny_model, tiny_model_no_bos):
         assert (ids[0] == tokenizer.bos_token_id) == has_bos
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     assert model.config.model_type == "llama"
+
+
+def test_generate_writes_alpaca_format_and_reuses_it(tiny_model, tmp_path):
+    from prefcli.fixtures import write_synthetic_instructions
+
+    instructions = write_synthetic_instructions(tmp_path / "instructions.json", rows=3)
+    output = tmp_path / "ref.json"
+    args = ["generate", "--model", str(tiny_model), "--instructions", str(instructions), "--output", str(output),
+            "--max-new-tokens", "4"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    rows = json.loads(output.read_text())
+    assert [row["instruction"] for row in rows] == [i["instruction"] for i in json.loads(instructions.read_text())]
+    assert all(row["generator"] == tiny_model.name for row in rows)
+    before = output.stat().st_mtime_ns
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0 and output.stat().st_mtime_ns == before

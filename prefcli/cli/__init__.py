@@ -3,12 +3,13 @@ the library, and print; the logic lives in the library."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
 from prefcli import __version__
-from prefcli.cli import eval_harness, eval_judged, fixtures, losses, prepare, train
+from prefcli.cli import eval_harness, eval_judged, fixtures, generate, losses, prepare, train
 from prefcli.cli.common import err_console
 from prefcli.errors import PrefcliError
 
@@ -39,6 +40,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 app.add_typer(prepare.app, name="prepare")
 train.register(app)
 losses.register(app)
+generate.register(app)
 eval_judged.register(eval_app)
 eval_harness.register(eval_app)
 app.add_typer(eval_app, name="eval")
@@ -47,6 +49,8 @@ app.add_typer(fixtures.app, name="fixtures")
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one red line and exit code 2."""
+    # prefcli draws its own progress bars; the hub's per-file bars would interleave with them.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app(args=argv, prog_name="prefcli")
     except PrefcliError as error:
