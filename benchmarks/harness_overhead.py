@@ -1,4 +1,4 @@
-"""What ``prefcli eval harness`` costs on top of lm-eval: the offline tiny suite (tests/harness_tasks/tiny-suite.yaml,
+"""What ``prefcli eval harness`` costs on top of lm-eval: the offline tiny suite (examples/harness_tasks/tiny-suite.yaml,
 two tasks with different few-shot counts) on a small random model, timed end to end in one process.
 
 Measured in the same run, as peers: ``lm_eval.simple_evaluate`` called by hand with the same model object, tasks,
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = ROOT / "tests" / "harness_tasks"
+TASKS = ROOT / "examples" / "harness_tasks"
 
 
 def main() -> None:

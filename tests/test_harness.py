@@ -1,6 +1,6 @@
 """``prefcli eval harness``: the numbers are lm-eval's own (compared with calling ``lm_eval.simple_evaluate``
 directly), the leaderboard-v1 preset names the right tasks, shots and metrics, and bad input is one line + exit 2.
-Everything runs offline on the tiny model and the local tasks in tests/harness_tasks."""
+Everything runs offline on the tiny model and the local tasks in examples/harness_tasks."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prefcli.errors import ConfigError
 from prefcli.eval.harness import fewshot_groups, plan_tasks, task_manager
 from prefcli.eval.suites import SuiteTask, list_suites, load_suite
 
-TASKS_DIR = Path(__file__).parent / "harness_tasks"
+TASKS_DIR = Path(__file__).parents[1] / "examples" / "harness_tasks"
 TINY_SUITE = TASKS_DIR / "tiny-suite.yaml"
 
 
