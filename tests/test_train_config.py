@@ -68,3 +68,19 @@ def test_model_path_must_exist_or_look_like_a_hub_id(tmp_path):
     for bad in ("./no/such/model", str(tmp_path / "missing"), "a/b/c"):
         with pytest.raises(ConfigError, match="--model: no such model directory"):
             check_model_path("model", bad)
+
+
+def test_shipped_examples_load():
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent / "examples"
+    presets = sorted(root.glob("train-*.yaml"))
+    assert len(presets) >= 4
+    for preset in presets:
+        config = load_config(preset, {"model": "m", "data": "d.jsonl", "output": "out"})
+        config.validate()
+    for launcher in sorted((root / "accelerate").glob("*.yaml")):
+        assert yaml.safe_load(launcher.read_text(encoding="utf-8"))["distributed_type"] in (
+            "MULTI_GPU", "FSDP", "DEEPSPEED")

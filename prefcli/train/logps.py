@@ -94,9 +94,12 @@ class SequenceScorer(nn.Module):
         self.share_prompt = share_prompt
         self.group_by_length = group_by_length
         base = base_model(model)
-        vocab = base.get_output_embeddings().weight.shape[0]
-        self.chunk_rows = chunk_rows or max(1, LOGITS_BUDGET // vocab)
         config = base.config
+        # the config's vocab size: under ZeRO-3 the head's weight is a partitioned placeholder
+        vocab = getattr(config.get_text_config(), "vocab_size", None) or base.get_output_embeddings().weight.shape[0]
+        self.chunk_rows = chunk_rows or max(1, LOGITS_BUDGET // vocab)
+        # FSDP's transformer auto-wrap policy looks for the block class names on the module it wraps
+        self._no_split_modules = getattr(base, "_no_split_modules", None)
         self.logit_scale = getattr(config, "logit_scale", None)
         self.softcap = getattr(config, "final_logit_softcapping", None)
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from prefcli.errors import PrefcliError
+from prefcli.errors import ConfigError, PrefcliError
 from prefcli.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from prefcli.train.config import TrainConfig, dump_config
 from prefcli.train.data import UNPAIRED, build_examples
@@ -152,20 +152,40 @@ def _train(config: TrainConfig, checks, progress, started) -> dict:
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha or 2 * config.lora_r,
                           lora_dropout=config.lora_dropout, target_modules="all-linear", task_type="CAUSAL_LM")
         model = get_peft_model(model, lora)
-    scorer = SequenceScorer(model, share_prompt=config.share_prompt, chunk_rows=None).to(device)
-
-    # ---- reference log-probs ----------------------------------------------------------------------------------
+    sharded = accelerator.distributed_type.name in ("FSDP", "DEEPSPEED")
+    if sharded and config.ref_model is not None:
+        raise ConfigError("--ref-model is not supported with FSDP or DeepSpeed; the reference is then the initial "
+                          "policy, with its log-probs precomputed")
+    # sharded engines need every process to make the same decoder calls: one call per pass, no length groups
+    scorer = SequenceScorer(model, share_prompt=config.share_prompt, group_by_length=not sharded).to(device)
+    needs_reference = not getattr(loss, "reference_free", False)
     reference = reference_scorer = None
     reference_context = contextlib.nullcontext
+    if needs_reference and not config.precompute_ref and config.ref_model is None and config.lora_r == 0:
+        import copy
+
+        reference_scorer = copy.deepcopy(scorer).eval().requires_grad_(False)  # the frozen initial policy
+
+    # ---- optimizer, schedule, accelerate ----------------------------------------------------------------------
+    trainable = [parameter for parameter in scorer.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = build_scheduler(optimizer, config, total_steps)
+    deepspeed = getattr(accelerator.state, "deepspeed_plugin", None)
+    if deepspeed is not None and deepspeed.deepspeed_config.get("train_micro_batch_size_per_gpu") in (None, "auto"):
+        deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size  # no DataLoader to infer it
+    scorer.train()
+    prepared, optimizer = accelerator.prepare(scorer, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    loss = loss.to(device)
+
+    # ---- reference log-probs ----------------------------------------------------------------------------------
     reference_seconds = 0.0
     cache_path = None
     cache_hit = False
-    needs_reference = not getattr(loss, "reference_free", False)
-    reference_name = config.ref_model or config.model
     if needs_reference and config.precompute_ref:
         t0 = time.perf_counter()
-        key = cache_key(reference_name, config.data, layout, config.max_length, config.max_prompt_length,
-                        str(dtype).replace("torch.", ""))
+        key = cache_key(config.ref_model or config.model, config.data, layout, config.max_length,
+                        config.max_prompt_length, str(dtype).replace("torch.", ""))
         cache_path = _reference_cache_path(config, key)
         loaded = [load_cache(cache_path, key, len(examples)) if main else None]
         if accelerator.num_processes > 1:
@@ -173,11 +193,10 @@ def _train(config: TrainConfig, checks, progress, started) -> dict:
         reference = loaded[0]
         cache_hit = reference is not None
         if reference is None:
-            ref_scorer = scorer
+            ref_scorer = prepared  # before the first step (and before any resume) it is the initial policy
             if config.ref_model is not None:
                 ref_scorer = SequenceScorer(_load_model(config.ref_model, dtype, replace(config, lora_r=0)),
                                             share_prompt=config.share_prompt).to(device)
-            ref_scorer.eval()
             done = [0]
 
             def advance(count: int) -> None:
@@ -185,12 +204,14 @@ def _train(config: TrainConfig, checks, progress, started) -> dict:
                 if progress is not None and main:
                     progress("reference", done[0], math.ceil(len(examples) / accelerator.num_processes), {})
 
+            module = getattr(ref_scorer, "module", ref_scorer)
+            ref_scorer.eval()
             reference = precompute(ref_scorer, examples, max(1, config.batch_size * 2), pad_id, device,
                                    process_index=accelerator.process_index, num_processes=accelerator.num_processes,
-                                   autocast=accelerator.autocast, full_rows=not ref_scorer.uses_shared_prompt(),
+                                   autocast=accelerator.autocast, full_rows=not module.uses_shared_prompt(),
                                    progress=advance)
-            scorer.train()
-            del ref_scorer
+            prepared.train()
+            del ref_scorer, module
             if main:
                 save_cache(cache_path, key, reference)
         reference_seconds = time.perf_counter() - t0
@@ -200,23 +221,8 @@ def _train(config: TrainConfig, checks, progress, started) -> dict:
                                               share_prompt=config.share_prompt).to(device).eval()
             reference_scorer.requires_grad_(False)
         elif config.lora_r > 0:
-            reference_context = model.disable_adapter  # the base model is the initial policy
-        else:
-            import copy
-
-            reference_scorer = copy.deepcopy(scorer).eval()
-            reference_scorer.requires_grad_(False)
-
-    # ---- optimizer, schedule, accelerate ----------------------------------------------------------------------
-    trainable = [parameter for parameter in scorer.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = build_scheduler(optimizer, config, total_steps)
-    scorer.train()
-    prepared, optimizer = accelerator.prepare(scorer, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
-    if reference_scorer is None and reference is None and needs_reference:
-        reference_scorer = prepared  # LoRA: the same model with its adapter disabled
-    loss = loss.to(device)
+            reference_scorer = prepared  # the same model with its adapter disabled is the initial policy
+            reference_context = model.disable_adapter
 
     start_step = 0
     if checks.resume_from is not None:

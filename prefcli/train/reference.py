@@ -124,6 +124,8 @@ def precompute(scorer, examples: list[Example], examples_per_batch: int, pad_id:
                full_rows: bool = False, progress=None) -> ReferenceLogps:
     """Reference log-probs of every example; with several processes each scores a share and all gather."""
     mine = list(range(process_index, len(examples), num_processes))
+    share = -(-len(examples) // num_processes)
+    mine += mine[:1] * (share - len(mine))  # same batch count everywhere: sharded engines call in lockstep
     results = score_examples(scorer, examples, mine, examples_per_batch, pad_id, device, autocast, full_rows,
                              progress)
     if num_processes > 1:
