@@ -42,7 +42,7 @@ def test_two_processes_match_one(tiny_model, tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "│ processes" in done.stdout and done.stdout.count("prefcli train") == 1  # one summary, from rank 0
-    assert "2 │" in [line for line in done.stdout.splitlines() if "processes" in line][0]
+    assert "2 │" in next(line for line in done.stdout.splitlines() if "processes" in line)
 
     two = read_metrics(tmp_path / "two" / "metrics.jsonl")
     assert [line["step"] for line in two] == [1, 2, 3, 4]  # each step logged once, not once per process

@@ -14,9 +14,9 @@ from prefcli.train.metrics import read_metrics
 
 
 def tiny(model, data, output, **changes) -> TrainConfig:
-    settings = dict(model=str(model), data=str(data), output=str(output), batch_size=2, max_steps=3, lr=1e-3,
-                    warmup=0, scheduler="constant", max_length=96, max_prompt_length=48, seed=7,
-                    ref_cache_dir=str(output) + "-cache")
+    settings = {"model": str(model), "data": str(data), "output": str(output), "batch_size": 2, "max_steps": 3,
+                "lr": 1e-3, "warmup": 0, "scheduler": "constant", "max_length": 96, "max_prompt_length": 48,
+                "seed": 7, "ref_cache_dir": str(output) + "-cache"}
     settings.update(changes)
     return TrainConfig(**settings)
 

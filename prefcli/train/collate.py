@@ -22,7 +22,7 @@ class SequenceBatch:
     full_ids: torch.Tensor | None = None       # [N, Tmax] prompt + completion, right-padded
     full_lengths: torch.Tensor | None = None   # [N]
 
-    def to(self, device) -> "SequenceBatch":
+    def to(self, device) -> SequenceBatch:
         return SequenceBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
                                 for f in fields(self)})
 

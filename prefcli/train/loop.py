@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from prefcli.errors import ConfigError, PrefcliError
 from prefcli.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -42,7 +42,7 @@ def resolve_dtype(name: str):
 def build_scheduler(optimizer, config: TrainConfig, total_steps: int):
     from transformers import get_scheduler
 
-    warmup = int(config.warmup) if config.warmup >= 1 else int(math.ceil(config.warmup * total_steps))
+    warmup = int(config.warmup) if config.warmup >= 1 else math.ceil(config.warmup * total_steps)
     names = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
     return get_scheduler(names[config.scheduler], optimizer, num_warmup_steps=min(warmup, total_steps),
                          num_training_steps=total_steps)
@@ -277,8 +277,8 @@ def _train(config: TrainConfig, checks, progress, started) -> dict:
                                           device=device)
                     values = accelerator.reduce(values, reduction="mean")
                     metrics = dict(zip(names, values[:-2].tolist()))
-                    tokens_step = int(round(values[-2].item() * accelerator.num_processes))
-                    examples_step = int(round(values[-1].item() * accelerator.num_processes))
+                    tokens_step = round(values[-2].item() * accelerator.num_processes)
+                    examples_step = round(values[-1].item() * accelerator.num_processes)
                     if not math.isfinite(metrics["loss"]):
                         raise _diverged(accelerator, checkpoint, step, f"loss is {metrics['loss']}")
                     max_norm = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")

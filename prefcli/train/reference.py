@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ class ReferenceLogps:
         return self.values[self.offsets[example]:self.offsets[example + 1]]
 
     @classmethod
-    def from_lists(cls, per_example: list[list[float]]) -> "ReferenceLogps":
+    def from_lists(cls, per_example: list[list[float]]) -> ReferenceLogps:
         counts = torch.tensor([0] + [len(values) for values in per_example], dtype=torch.long)
         flat = [value for values in per_example for value in values]
         return cls(torch.cumsum(counts, 0), torch.tensor(flat, dtype=torch.float32))
@@ -75,9 +76,9 @@ def load_cache(path: Path, key: str, num_examples: int) -> ReferenceLogps | None
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a damaged cache is recomputed, not trusted
-        return None
-    if state.get("key") != key or len(state["offsets"]) != num_examples + 1:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
+        return None  # a damaged cache is recomputed, not trusted
+    if not isinstance(state, dict) or state.get("key") != key or len(state["offsets"]) != num_examples + 1:
         return None
     return ReferenceLogps(state["offsets"], state["values"])
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from prefcli.train.collate import collate
-from prefcli.train.data import CANDIDATES, PAIR, UNPAIRED
+from prefcli.train.data import CANDIDATES, PAIR
 from prefcli.train.reference import ReferenceLogps
 from prefcli.train.tokenize import Example
 
