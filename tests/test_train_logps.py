@@ -74,3 +74,17 @@ def test_selective_logps_equals_log_softmax_gather():
     softcapped = selective_logps(head, hidden, targets, 4, softcap=2.0)
     manual = (2.0 * torch.tanh(head(hidden) / 2.0)).log_softmax(-1).gather(1, targets[:, None]).squeeze(1)
     torch.testing.assert_close(softcapped, manual)
+
+
+def test_length_groups_minimise_padding_plus_call_overhead():
+    from prefcli.train.logps import length_groups
+
+    lengths = [100, 10, 98, 12, 11, 97]
+    # cheap calls: two groups (the long rows, the short rows) beat padding everything to 100
+    groups = length_groups(lengths, overhead_tokens=8)
+    assert sorted(map(sorted, groups)) == [[0, 2, 5], [1, 3, 4]]
+    # expensive calls: one group
+    assert [sorted(g) for g in length_groups(lengths, overhead_tokens=10_000)] == [[0, 1, 2, 3, 4, 5]]
+    # every row exactly once, whatever the overhead
+    for overhead in (0, 1, 50, 300):
+        assert sorted(row for group in length_groups(lengths, overhead) for row in group) == list(range(6))

@@ -21,8 +21,8 @@ def _progress_callback(bar):
             tasks[phase] = bar.add_task(label, total=total, status="")
         status = ""
         if phase == "train":
-            status = (f"loss {metrics['loss']:.4f}  acc {metrics.get('rewards/accuracy', float('nan')):.2f}  "
-                      f"{metrics['examples_per_s']:.1f} ex/s  {metrics['tokens_per_s']:.0f} tok/s")
+            status = f"loss {metrics['loss']:.4f} · {metrics['examples_per_s']:.1f} ex/s"
+
         bar.update(tasks[phase], completed=done, total=total, status=status)
 
     return update
