@@ -84,3 +84,18 @@ def test_shipped_examples_load():
     for launcher in sorted((root / "accelerate").glob("*.yaml")):
         assert yaml.safe_load(launcher.read_text(encoding="utf-8"))["distributed_type"] in (
             "MULTI_GPU", "FSDP", "DEEPSPEED")
+
+
+def test_every_setting_is_a_flag():
+    """Each TrainConfig field can be given on the command line (loss_args as repeatable --loss-arg)."""
+    import dataclasses
+
+    import typer
+
+    from prefcli.cli import app
+
+    command = typer.main.get_command(app).commands["train"]
+    flags = {option for param in command.params for option in (*param.opts, *param.secondary_opts)}
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--loss-arg" if field.name == "loss_args" else "--" + field.name.replace("_", "-")
+        assert flag in flags, flag

@@ -77,10 +77,16 @@ def register(app: typer.Typer) -> None:
                                                               help="Recompute activations to save memory."),
         lora_r: int | None = typer.Option(None, "--lora-r", help="Train a LoRA adapter of this rank (peft)."),
         lora_alpha: float | None = typer.Option(None, "--lora-alpha", help="LoRA alpha [default: 2 × r]."),
+        lora_dropout: float | None = typer.Option(None, "--lora-dropout", help="LoRA dropout. [default: 0]"),
         precompute_ref: bool | None = typer.Option(None, "--precompute-ref/--no-precompute-ref",
                                                       help="Compute reference log-probs once and cache them."),
+        ref_cache_dir: Path | None = typer.Option(None, "--ref-cache-dir",
+                                                  help="Where reference log-probs are cached "
+                                                       "[default: <data dir>/.prefcli-cache]."),
         share_prompt: bool | None = typer.Option(None, "--share-prompt/--no-share-prompt",
                                                     help="Encode each prompt once per step (KV cache)."),
+        logits_chunk_size: int | None = typer.Option(None, "--logits-chunk-size",
+                                                     help="Completion tokens per log-softmax chunk."),
         log_every: int | None = typer.Option(None, "--log-every", help="Metrics line every N steps."),
         report_to: str | None = typer.Option(None, "--report-to", help="none|tensorboard|wandb."),
         online: bool | None = typer.Option(None, "--online", help="Batched online loop (OnMC-PO / online DPO): "

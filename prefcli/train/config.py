@@ -75,7 +75,7 @@ class TrainConfig:
     lora_alpha: float | None = None      # default 2 * lora_r
     lora_dropout: float = 0.0
     share_prompt: bool = True            # encode each prompt once and continue every completion from its KV cache
-    logits_chunk_size: int = 4096        # completion tokens per chunk of the selective log-softmax
+    logits_chunk_size: int | None = None  # completion tokens per log-softmax chunk (None: 128 MiB of logits)
 
     # reference log-probs
     precompute_ref: bool = True          # frozen reference: compute its log-probs once, before training, and cache
@@ -127,7 +127,8 @@ class TrainConfig:
         need(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         need(self.lora_r >= 0, "lora_r", "must be >= 0")
         need(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
-        need(self.logits_chunk_size >= 1, "logits_chunk_size", "must be at least 1")
+        need(self.logits_chunk_size is None or self.logits_chunk_size >= 1, "logits_chunk_size",
+             "must be at least 1")
         need(self.save_every >= 0, "save_every", "must be >= 0")
         need(self.keep_checkpoints >= 0, "keep_checkpoints", "must be >= 0")
         need(self.log_every >= 1, "log_every", "must be at least 1")

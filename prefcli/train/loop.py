@@ -157,7 +157,8 @@ def _train(config: TrainConfig, checks, progress, started) -> dict:
         raise ConfigError("--ref-model is not supported with FSDP or DeepSpeed; the reference is then the initial "
                           "policy, with its log-probs precomputed")
     # sharded engines need every process to make the same decoder calls: one call per pass, no length groups
-    scorer = SequenceScorer(model, share_prompt=config.share_prompt, group_by_length=not sharded).to(device)
+    scorer = SequenceScorer(model, share_prompt=config.share_prompt, chunk_rows=config.logits_chunk_size,
+                            group_by_length=not sharded).to(device)
     needs_reference = not getattr(loss, "reference_free", False)
     reference = reference_scorer = None
     reference_context = contextlib.nullcontext
