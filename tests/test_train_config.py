@@ -99,3 +99,12 @@ def test_every_setting_is_a_flag():
     for field in dataclasses.fields(TrainConfig):
         flag = "--loss-arg" if field.name == "loss_args" else "--" + field.name.replace("_", "-")
         assert flag in flags, flag
+
+
+def test_max_prompt_length_defaults_to_half_of_max_length():
+    config = TrainConfig(model="m", data="d.jsonl", output="o", max_length=256)
+    config.validate()
+    assert config.max_prompt_length == 128
+    explicit = TrainConfig(model="m", data="d.jsonl", output="o", max_length=256, max_prompt_length=200)
+    explicit.validate()
+    assert explicit.max_prompt_length == 200

@@ -108,12 +108,12 @@ def validate_record(record) -> dict:
     return out
 
 
-def read_records(path: str | Path, limit: int | None = None) -> Iterator[dict]:
-    """Stream validated records from a JSONL file; the first bad line raises ``DataError`` (path:line: field)."""
+def iter_numbered_records(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Stream ``(line_number, record)`` from a JSONL file, each validated; the first bad line raises
+    ``DataError`` (path:line: field)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, "no such file")
-    count = 0
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, 1):
             if not line.strip():
@@ -123,11 +123,18 @@ def read_records(path: str | Path, limit: int | None = None) -> Iterator[dict]:
             except json.JSONDecodeError as error:
                 raise DataError(path, line_number, f"invalid JSON ({error.msg})") from None
             try:
-                yield validate_record(raw)
+                yield line_number, validate_record(raw)
             except RecordError as error:
                 raise DataError(path, line_number, str(error), field=error.field) from None
-            count += 1
-            if limit is not None and count >= limit:
-                return
+
+
+def read_records(path: str | Path, limit: int | None = None) -> Iterator[dict]:
+    """Stream validated records from a JSONL file (at most ``limit``); an empty file raises ``DataError``."""
+    count = 0
+    for _, record in iter_numbered_records(path):
+        yield record
+        count += 1
+        if limit is not None and count >= limit:
+            return
     if count == 0:
         raise DataError(path, None, "contains no records")

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import time
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,7 +120,9 @@ class OnlineConfig:
 
 
 def _coerce(name: str, value, annotation, source: str):
+    """Like the train config's check, plus ``temperatures`` given as "0.6,0.8,1.0" or a list of numbers."""
     from prefcli.online.candidates import parse_temperatures
+    from prefcli.train.config import coerce_value
 
     if name == "temperatures":
         if isinstance(value, str):
@@ -130,20 +131,7 @@ def _coerce(name: str, value, annotation, source: str):
                                                     for v in value):
             return tuple(float(v) for v in value)
         raise ConfigError(f"{source}: temperatures: expected a list of numbers or '0.6,0.8,1.0', got {value!r}")
-    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
-    if value is None and type(None) in allowed:
-        return None
-    for kind in allowed:
-        if kind is bool and isinstance(value, bool):
-            return value
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if kind is str and isinstance(value, str):
-            return value
-    expected = " or ".join(getattr(k, "__name__", str(k)) for k in allowed if k is not type(None))
-    raise ConfigError(f"{source}: {name}: expected {expected}, got {value!r}")
+    return coerce_value(name, value, annotation, source)
 
 
 @dataclass

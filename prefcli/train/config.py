@@ -66,7 +66,7 @@ class TrainConfig:
 
     # sequences
     max_length: int = 1024               # prompt + completion tokens
-    max_prompt_length: int = 512         # prompts longer than this keep their END (cut from the left)
+    max_prompt_length: int | None = None # prompts longer keep their END (cut from the left); default max_length // 2
 
     # model and memory
     dtype: str = "auto"                  # auto = bfloat16 on a GPU that supports it, float32 otherwise
@@ -122,6 +122,8 @@ class TrainConfig:
         need(self.epochs > 0, "epochs", "must be positive")
         need(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1")
         need(self.max_length >= 2, "max_length", "must be at least 2")
+        if self.max_prompt_length is None:
+            self.max_prompt_length = self.max_length // 2
         need(1 <= self.max_prompt_length < self.max_length, "max_prompt_length",
              f"must be at least 1 and below --max-length ({self.max_length})")
         need(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
@@ -141,7 +143,7 @@ def _field_types() -> dict[str, object]:
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
 
 
-def _coerce(name: str, value, annotation, source: str):
+def coerce_value(name: str, value, annotation, source: str):
     """Check ``value`` against the field's type (ints are accepted for floats); return it, or raise."""
     allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
     if value is None:
@@ -178,7 +180,7 @@ def apply_overrides(config: TrainConfig, values: dict, source: str) -> TrainConf
         name = str(key).replace("-", "_")
         if name not in types_by_name:
             raise ConfigError(f"{source}: unknown key {key!r}{_suggest(name, types_by_name)}")
-        changes[name] = _coerce(name, value, types_by_name[name], source)
+        changes[name] = coerce_value(name, value, types_by_name[name], source)
     return dataclasses.replace(config, **changes)
 
 

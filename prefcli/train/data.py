@@ -13,11 +13,10 @@ Every check runs before a model is loaded; the first failing record is reported 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefcli.data.records import RecordError, record_kind, validate_record
+from prefcli.data.records import iter_numbered_records, record_kind
 from prefcli.errors import DataError
 from prefcli.train.tokenize import ChatEncoder, Example, TruncationStats
 
@@ -42,32 +41,13 @@ class LoadedRecords:
     undesirable: int = 0
 
 
-def read_numbered_records(path: str | Path):
-    """Yield ``(line_number, record)`` of a JSONL record file, validated against the record contract."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, None, "no such file")
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(path, line_number, f"invalid JSON ({error.msg})") from None
-            try:
-                yield line_number, validate_record(raw)
-            except RecordError as error:
-                raise DataError(path, line_number, str(error), field=error.field) from None
-
-
 def load_records(path: str | Path, loss, loss_name: str) -> LoadedRecords:
     """All records of ``path``, each checked against what ``loss`` needs (see the module docstring)."""
     path = Path(path)
     layout = data_layout(loss)
     negatives = int(getattr(loss, "negatives", 1) or 1)
     loaded = LoadedRecords(path, [], layout)
-    for line, record in read_numbered_records(path):
+    for line, record in iter_numbered_records(path):
         kind = record_kind(record)
         if layout == PAIR and kind != "pair":
             field = "rejected"
