@@ -66,9 +66,12 @@ def _command_line(name: str, options: dict) -> list[str]:
     return [shlex.quote(part) for part in argv]
 
 
-def _prepare(name: str, *, input: str, output: Path, convert, options: dict, seed: Optional[int],
+def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed: Optional[int],
              limit: Optional[int], skip_invalid: bool, input_format: str, split: Optional[str],
              workers: int = 1, make_writer: Optional[Callable] = None) -> None:
+    """Run one prepare command; ``flags`` are its own options, recorded in the sidecar beside the shared ones."""
+    options = {"--input": input, "--output": str(output), "--input-format": input_format, "--split": split,
+               "--seed": seed, "--limit": limit, "--skip-invalid": skip_invalid, **flags}
     from prefcli.data.parallel import auto_workers
     from prefcli.data.readers import open_source
     from prefcli.data.runner import run_prepare
@@ -98,10 +101,6 @@ def _prepare(name: str, *, input: str, output: Path, convert, options: dict, see
                   counts=result.counts(), skipped=dict(result.skipped), argv=_command_line(name, options))
     console.print(summary_table(f"prefcli prepare {name} → {output}", result.summary_rows()))
 
-
-def _common(input, output, seed, limit, skip_invalid, input_format, split) -> dict:
-    return {"--input": input, "--output": str(output), "--input-format": input_format, "--split": split,
-            "--seed": seed, "--limit": limit, "--skip-invalid": skip_invalid}
 
 
 @app.command("nectar")
@@ -140,8 +139,7 @@ def nectar(
         raise ConfigError(str(error)) from None
     flags = {"--skip-ranks": skip_ranks, "--max-candidates": max_candidates, "--min-candidates": min_candidates,
              "--format": format, "--negatives": negatives if format == "unpaired" else None}
-    _prepare("nectar", input=input, output=output, convert=nectar_converter(options),
-             options={**_common(input, output, seed, limit, skip_invalid, input_format, split), **flags},
+    _prepare("nectar", input=input, output=output, convert=nectar_converter(options), flags=flags,
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
              workers=workers)
 
@@ -168,8 +166,7 @@ def ultrafeedback(
     from prefcli.data.ultrafeedback import ultrafeedback_converter
 
     flags = {"--format": format, "--min-score-gap": min_score_gap}
-    _prepare("ultrafeedback", input=input, output=output, convert=ultrafeedback_converter(format, min_score_gap),
-             options={**_common(input, output, seed, limit, skip_invalid, input_format, split), **flags},
+    _prepare("ultrafeedback", input=input, output=output, convert=ultrafeedback_converter(format, min_score_gap), flags=flags,
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
              workers=workers)
 
@@ -200,8 +197,7 @@ def pairs(
     fields = PairFields(prompt=prompt_field, chosen=chosen_field, rejected=rejected_field, id=id_field)
     flags = {"--prompt-field": prompt_field, "--chosen-field": chosen_field, "--rejected-field": rejected_field,
              "--id-field": id_field, "--format": format}
-    _prepare("pairs", input=input, output=output, convert=pairs_converter(fields, format),
-             options={**_common(input, output, seed, limit, skip_invalid, input_format, split), **flags},
+    _prepare("pairs", input=input, output=output, convert=pairs_converter(fields, format), flags=flags,
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
              workers=workers)
 
@@ -239,8 +235,7 @@ def unpair(
 
     flags = {"--negatives": negatives, "--pairing": pairing}
     convert = unpair_converter(negatives, pairing, seed)
-    _prepare("unpair", input=input, output=output, convert=convert,
-             options={**_common(input, output, seed, limit, skip_invalid, input_format, None), **flags},
+    _prepare("unpair", input=input, output=output, convert=convert, flags=flags,
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=None,
              workers=workers, make_writer=make_writer)
 
@@ -266,8 +261,7 @@ def noise(
 
     convert = noise_converter(as_rejected, seed)
     flags = {"--as-rejected": as_rejected}
-    _prepare("noise", input=input, output=output, convert=convert,
-             options={**_common(input, output, seed, limit, skip_invalid, input_format, None), **flags},
+    _prepare("noise", input=input, output=output, convert=convert, flags=flags,
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=None,
              workers=workers)
 
