@@ -147,7 +147,7 @@ def test_global_sort_two_gloo_processes_equal_one_process_on_the_concatenated_ba
         assert process.returncode == 0, output
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
 
-    for key, (name, hparams, sizes, reduction) in cases.items():
+    for key, (name, hparams, _sizes, reduction) in cases.items():
         whole = [t.clone().requires_grad_(True) for t in tensors]
         single = get_loss(name, **hparams)(*whole)
         (single.loss if reduction == "mean" else single.losses.sum()).backward()

@@ -52,11 +52,11 @@ def test_defaults_follow_trl_and_the_papers():
 def test_capability_flags():
     flags = {name: get_loss(name) for name in ALL_NAMES}
     assert all(isinstance(loss, PreferenceLoss) and isinstance(loss, torch.nn.Module) for loss in flags.values())
-    assert {n for n, l in flags.items() if l.batch_coupled} == {"aot", "aot-unpaired"}
-    assert {n for n, l in flags.items() if l.needs_candidates} == {"rnce", "infonca", "mcpo"}
-    assert {n for n, l in flags.items() if l.unpaired} == {"kto", "aot-unpaired"}
-    assert {n for n, l in flags.items() if l.needs_kl_pairs} == {"kto"}
-    assert {n for n, l in flags.items() if l.uses_lengths} == {"ipo", "sigmoid-norm", "simpo", "cpo", "rpo"}
+    assert {n for n, loss in flags.items() if loss.batch_coupled} == {"aot", "aot-unpaired"}
+    assert {n for n, loss in flags.items() if loss.needs_candidates} == {"rnce", "infonca", "mcpo"}
+    assert {n for n, loss in flags.items() if loss.unpaired} == {"kto", "aot-unpaired"}
+    assert {n for n, loss in flags.items() if loss.needs_kl_pairs} == {"kto"}
+    assert {n for n, loss in flags.items() if loss.uses_lengths} == {"ipo", "sigmoid-norm", "simpo", "cpo", "rpo"}
     assert get_loss("mcpo", negatives=4).negatives == 4 and get_loss("dpo").negatives == 1
     assert get_loss("mcpo").draw_needs_policy and not get_loss("mcpo", sampler="random").draw_needs_policy
     assert not get_loss("rnce").draw_needs_policy and not get_loss("infonca").draw_needs_policy

@@ -82,7 +82,7 @@ def test_longest_wins_with_n_minus_one_calls_and_rerun_calls_nothing(tmp_path, b
         assert sum(call[0] == instruction for call in judge.calls) == (len(texts) - 1) * per_order
     assert judge.closed == 1  # one client for every round, closed once
     # the recorded comparisons chain: each round's incumbent is the previous round's winner
-    for ranking, texts in zip(rankings, SETS):
+    for ranking in rankings:
         incumbent = 0
         for round_index, comparison in enumerate(ranking.comparisons, 1):
             assert (comparison.incumbent, comparison.challenger) == (incumbent, round_index)

@@ -7,8 +7,9 @@ this module only wires flags, the progress bar, the sidecar and the closing tabl
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Literal
 
 import typer
 
@@ -52,7 +53,7 @@ def _workers_option():
                                                     "most 8, with 4+ cores and 64+ MB; else 1). Same output bytes.")
 
 
-def _split_option(default: Optional[str]):
+def _split_option(default: str | None):
     return typer.Option(default, "--split", help="Split of a hub dataset or of a saved DatasetDict.")
 
 
@@ -66,9 +67,9 @@ def _command_line(name: str, options: dict) -> list[str]:
     return [shlex.quote(part) for part in argv]
 
 
-def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed: Optional[int],
-             limit: Optional[int], skip_invalid: bool, input_format: str, split: Optional[str],
-             workers: int = 1, make_writer: Optional[Callable] = None) -> None:
+def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed: int | None,
+             limit: int | None, skip_invalid: bool, input_format: str, split: str | None,
+             workers: int = 1, make_writer: Callable | None = None) -> None:
     """Run one prepare command; ``flags`` are its own options, recorded in the sidecar beside the shared ones."""
     options = {"--input": input, "--output": str(output), "--input-format": input_format, "--split": split,
                "--seed": seed, "--limit": limit, "--skip-invalid": skip_invalid, **flags}
@@ -109,7 +110,7 @@ def nectar(
     output: Path = _output_option(),
     skip_ranks: int = typer.Option(1, "--skip-ranks", min=0,
                                    help="Answers ranked 2..1+N are dropped (MC-PO drops rank 2 to cut label noise)."),
-    max_candidates: Optional[int] = typer.Option(None, "--max-candidates", min=1,
+    max_candidates: int | None = typer.Option(None, "--max-candidates", min=1,
                                                  help="Keep at most N candidates (the best-ranked ones)."),
     min_candidates: int = typer.Option(1, "--min-candidates", min=1,
                                        help="Skip rows left with fewer candidates (counted as 'too few answers')."),
@@ -121,9 +122,9 @@ def nectar(
         "one", "--negatives", help="With --format unpaired: the drawn rejected only, or every candidate."),
     seed: int = _seed_option(),
     skip_invalid: bool = _skip_invalid_option(),
-    limit: Optional[int] = _limit_option(),
+    limit: int | None = _limit_option(),
     input_format: InputFormat = _input_format_option(),
-    split: Optional[str] = _split_option("train"),
+    split: str | None = _split_option("train"),
     workers: int = _workers_option(),
 ) -> None:
     """Nectar (ranked answers) → records: rank 1 chosen, next --skip-ranks dropped, the rest candidates.
@@ -150,13 +151,13 @@ def ultrafeedback(
     output: Path = _output_option(),
     format: Literal["pairs", "unpaired"] = typer.Option(
         "pairs", "--format", help="pairs: chosen + rejected; unpaired: a desirable and an undesirable record."),
-    min_score_gap: Optional[float] = typer.Option(
+    min_score_gap: float | None = typer.Option(
         None, "--min-score-gap", help="Skip rows where score_chosen - score_rejected is below this."),
     seed: int = _seed_option(),
     skip_invalid: bool = _skip_invalid_option(),
-    limit: Optional[int] = _limit_option(),
+    limit: int | None = _limit_option(),
     input_format: InputFormat = _input_format_option(),
-    split: Optional[str] = _split_option("train_prefs"),
+    split: str | None = _split_option("train_prefs"),
     workers: int = _workers_option(),
 ) -> None:
     """UltraFeedback-binarized (chosen/rejected message lists + scores) → pair records.
@@ -183,9 +184,9 @@ def pairs(
         "pairs", "--format", help="pairs: chosen + rejected; unpaired: a desirable and an undesirable record."),
     seed: int = _seed_option(),
     skip_invalid: bool = _skip_invalid_option(),
-    limit: Optional[int] = _limit_option(),
+    limit: int | None = _limit_option(),
     input_format: InputFormat = _input_format_option(),
-    split: Optional[str] = _split_option("train"),
+    split: str | None = _split_option("train"),
     workers: int = _workers_option(),
 ) -> None:
     """Any pair dataset → pair records, by naming its prompt / chosen / rejected fields.
@@ -215,7 +216,7 @@ def unpair(
              "prompts' places (seeded permutation); one-sided: each prompt keeps only one label (seeded coin)."),
     seed: int = _seed_option(),
     skip_invalid: bool = _skip_invalid_option(),
-    limit: Optional[int] = _limit_option(),
+    limit: int | None = _limit_option(),
     input_format: InputFormat = _input_format_option(),
     workers: int = _workers_option(),
 ) -> None:
@@ -249,7 +250,7 @@ def noise(
                                      "a candidate, keeping the rejected)."),
     seed: int = _seed_option(),
     skip_invalid: bool = _skip_invalid_option(),
-    limit: Optional[int] = _limit_option(),
+    limit: int | None = _limit_option(),
     input_format: InputFormat = _input_format_option(),
     workers: int = _workers_option(),
 ) -> None:
@@ -266,4 +267,5 @@ def noise(
              workers=workers)
 
 from prefcli.cli import prepare_generate  # noqa: E402 (sample + judge-rank: its own module)
+
 prepare_generate.register(app)

@@ -63,8 +63,8 @@ def register(app: typer.Typer) -> None:
         epochs: float | None = typer.Option(None, "--epochs", help="Passes over the data. [default: 1]"),
         max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
         max_length: int | None = typer.Option(None, "--max-length", help="Prompt + completion tokens."),
-        max_prompt_length: int | None = typer.Option(None, "--max-prompt-length",
-                                                        help="Prompt tokens kept, from the end (default: half of --max-length)."),
+        max_prompt_length: int | None = typer.Option(
+            None, "--max-prompt-length", help="Prompt tokens kept, from the end (default: half of --max-length)."),
         seed: int | None = typer.Option(None, "--seed", help="Seed of data order, sampling and init."),
         save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N steps (0: never)."),
         keep_checkpoints: int | None = typer.Option(None, "--keep-checkpoints",

@@ -12,9 +12,10 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import orjson
 
@@ -45,7 +46,7 @@ class RowSource:
     path: Path | None
     total: int | None
     unit: str
-    _rows: Callable[["RowSource"], Iterator[tuple[int, Any]]] = field(repr=False)
+    _rows: Callable[[RowSource], Iterator[tuple[int, Any]]] = field(repr=False)
     position: int = 0
 
     def rows(self) -> Iterator[tuple[int, Any]]:

@@ -15,8 +15,8 @@ Records are plain dicts: they are read and written by the million, and a dict is
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from prefcli.errors import DataError
 

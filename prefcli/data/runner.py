@@ -15,9 +15,10 @@ import tempfile
 import threading
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -103,7 +104,7 @@ class PrepareResult:
         rows += [(label, counts[key]) for key, label in labels.items() if counts[key] is not None]
         return rows
 
-    def merge(self, other: "PrepareResult") -> None:
+    def merge(self, other: PrepareResult) -> None:
         """Add another (partial) result's counts into this one."""
         for name in ("rows_read", "records_written", "chosen_chars", "chosen_count", "rejected_chars",
                      "rejected_count", "candidate_chars", "candidate_count", "records_with_candidates"):

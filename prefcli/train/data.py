@@ -89,7 +89,7 @@ def build_examples(loaded: LoadedRecords, encoder: ChatEncoder) -> tuple[list[Ex
     examples: list[Example] = []
     if loaded.layout == UNPAIRED:
         texts: list[tuple[int, list, str, bool]] = []  # (record index, prompt, completion, label)
-        for index, (line, record) in enumerate(loaded.records):
+        for index, (_line, record) in enumerate(loaded.records):
             if record_kind(record) == "unpaired":
                 texts.append((index, record["prompt"], record["completion"], record["label"]))
             else:
