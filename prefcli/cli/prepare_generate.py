@@ -75,7 +75,7 @@ def register(prepare_app: typer.Typer) -> None:
         retry_delay: float = typer.Option(1.0, "--retry-delay", help="Base of the exponential backoff (s)."),
         timeout: float = typer.Option(120.0, "--timeout", help="Judge request timeout (s)."),
         judge_max_tokens: int | None = typer.Option(None, "--judge-max-tokens",
-                                                       help="Judge reply length [default: the protocol's]."),
+                                                       help="Judge reply length (default: the protocol's)."),
         seed: int = typer.Option(0, "--seed", help="Seed of sampling, order coins and the rejected draw."),
         limit: int | None = typer.Option(None, "--limit", min=1, help="Use the first N distinct prompts."),
     ) -> None:
