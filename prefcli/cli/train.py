@@ -108,11 +108,8 @@ def register(app: typer.Typer) -> None:
 
         online_flags = {name: flags.pop(name) for name in ONLINE_FLAGS}
         flags["loss_args"] = _parse_loss_args(flags.pop("loss_arg"))
-        from transformers.utils import logging as transformers_logging
-
         from prefcli.train import load_config, train
 
-        transformers_logging.disable_progress_bar()  # our own bar reports progress
         overrides = {name: str(value) if isinstance(value, Path) else value
                      for name, value in flags.items() if value is not None}
         config = load_config(config_file, overrides)
