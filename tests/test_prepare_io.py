@@ -9,19 +9,11 @@ import os
 import random
 
 import pytest
-from typer.testing import CliRunner
+from prepare_helpers import prepare
 
-from prefcli.cli import app, main
+from prefcli.cli import main
 from prefcli.data import appender, parallel
 from prefcli.data.appender import BUFFER_BYTES, FileAppender
-
-runner = CliRunner()
-
-
-def prepare(*args: str):
-    result = runner.invoke(app, ["prepare", *args])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result
 
 
 @pytest.fixture

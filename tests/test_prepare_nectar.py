@@ -8,18 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from prepare_helpers import fails, prepare, read_jsonl, runner, write_jsonl
 
-from prefcli.cli import app, main
+from prefcli.cli import app
 from prefcli.data.nectar import parse_nectar_prompt
 from prefcli.data.records import read_records, validate_record
-
-runner = CliRunner()
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def answers(*ranks, texts=None, models=None) -> list[dict]:
@@ -32,9 +25,6 @@ def row(prompt="\n\nHuman: Hi?\n\nAssistant:", ranks=(3, 1, 4, 2, 5), **extra) -
     return {"prompt": prompt, "answers": answers(*ranks), **extra}
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    # split on "\n" only: str.splitlines() would also split inside texts holding U+2028 or U+0085
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
 
 
 def expected_draw(seed: int, line: int, n: int) -> int:
@@ -43,20 +33,8 @@ def expected_draw(seed: int, line: int, n: int) -> int:
     return int.from_bytes(digest, "big") % n
 
 
-def prepare(*args: str):
-    result = runner.invoke(app, ["prepare", *args])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result
 
 
-def fails(capsys, *args: str) -> str:
-    """Run through the console entry point; assert exit 2 and return the one-line error."""
-    with pytest.raises(SystemExit) as info:
-        main(["prepare", *args])
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return " ".join(err.split())
 
 
 # --- prompt parsing ---------------------------------------------------------------------------------------------

@@ -8,37 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from prepare_helpers import fails, prepare, read_jsonl, runner, write_jsonl
 
-from prefcli.cli import app, main
+from prefcli.cli import app
 from prefcli.data.records import validate_record
 from prefcli.data.transforms import swap_two_tokens
-
-runner = CliRunner()
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
-
-
-def prepare(*args: str):
-    result = runner.invoke(app, ["prepare", *args])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result
-
-
-def fails(capsys, *args: str) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(["prepare", *args])
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return " ".join(err.split())
 
 
 def sidecar(path: Path) -> dict:
