@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_main
 
-from prefcli.cli import main
 from prefcli.errors import ConfigError
 from prefcli.eval.harness import fewshot_groups, plan_tasks, task_manager
 from prefcli.eval.suites import SuiteTask, list_suites, load_suite
@@ -18,12 +18,6 @@ TASKS_DIR = Path(__file__).parents[1] / "examples" / "harness_tasks"
 TINY_SUITE = TASKS_DIR / "tiny-suite.yaml"
 
 
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exit_:
-        return exit_.code or 0
-    return 0
 
 
 def direct_simple_evaluate(lm, task: str, shots: int, monkeypatch, **kwargs) -> dict:
@@ -93,7 +87,7 @@ def test_suite_numbers_equal_direct_simple_evaluate(tiny_model, tmp_path, monkey
     from lm_eval.models.huggingface import HFLM
 
     out = tmp_path / "harness"
-    assert run_cli(["eval", "harness", "--model", str(tiny_model), "--suite", str(TINY_SUITE),
+    assert run_main(["eval", "harness", "--model", str(tiny_model), "--suite", str(TINY_SUITE),
                     "--include-path", str(TASKS_DIR), "--output", str(out), "--seed", "3",
                     "--batch-size", "4", "--device", "cpu"]) == 0
     saved = json.loads((out / "harness.json").read_text())
@@ -129,7 +123,7 @@ def test_lora_adapter_with_chat_template_equals_direct(tiny_model, tmp_path, mon
         .save_pretrained(adapter)
 
     out = tmp_path / "harness"
-    assert run_cli(["eval", "harness", "--model", str(adapter), "--tasks", "prefcli_tiny_mc:1",
+    assert run_main(["eval", "harness", "--model", str(adapter), "--tasks", "prefcli_tiny_mc:1",
                     "--include-path", str(TASKS_DIR), "--apply-chat-template", "--limit", "8",
                     "--output", str(out), "--device", "cpu", "--log-samples"]) == 0
     saved = json.loads((out / "harness.json").read_text())
@@ -146,7 +140,7 @@ def test_lora_adapter_with_chat_template_equals_direct(tiny_model, tmp_path, mon
 
 def test_bad_inputs_exit_2_with_one_line(tiny_model, tmp_path, capsys):
     def fails(args: list[str], *needles: str) -> None:
-        assert run_cli(["eval", "harness", *args, "--output", str(tmp_path / "out")]) == 2
+        assert run_main(["eval", "harness", *args, "--output", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert "error:" in err and len(err.strip().splitlines()) <= 3, err  # one (soft-wrapped) line
         for needle in needles:

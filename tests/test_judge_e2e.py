@@ -12,23 +12,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cli_helpers import invoke_cli
 from judge_servers import FaultyJudgeServer
-
-from prefcli.errors import PrefcliError
-
-
-def run_cli(args: list[str]) -> tuple[int, str]:
-    """Invoke ``prefcli`` in-process; a PrefcliError is exit code 2, as in ``prefcli.cli.main``."""
-    from typer.testing import CliRunner
-
-    from prefcli.cli import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if isinstance(result.exception, PrefcliError):
-        return 2, result.output + str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def write_pairs(directory: Path, pairs: list[tuple[str, str, str]]) -> tuple[Path, Path]:
@@ -70,7 +55,7 @@ ALPACA_PAIRS = [
 def test_alpaca_counts_winrate_and_order(tmp_path):
     outputs, reference = write_pairs(tmp_path / "data", ALPACA_PAIRS)
     with FaultyJudgeServer() as server:
-        code, text = run_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run")])
+        code, text = invoke_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run")])
         assert code == 0, text
         assert server.count() == 9  # the identical pair was never sent
     results = read_results(tmp_path / "run")
@@ -90,13 +75,13 @@ def test_alpaca_counts_winrate_and_order(tmp_path):
 
     # a rerun repeats nothing
     with FaultyJudgeServer() as server:
-        code, _ = run_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run")])
+        code, _ = invoke_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run")])
         assert code == 0 and server.count() == 0
     assert read_results(tmp_path / "run")["reused"] == 9
 
     # another seed changes which side the model is shown on, not the verdicts
     with FaultyJudgeServer() as server:
-        code, _ = run_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "seed1"),
+        code, _ = invoke_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "seed1"),
                            "--seed", "1"])
         assert code == 0
     assert read_results(tmp_path / "seed1")["winrate"] == pytest.approx(65.0)
@@ -120,7 +105,7 @@ ARENA_PAIRS = [
 def test_arena_both_orders_strong_weights_and_flip_rate(tmp_path):
     outputs, reference = write_pairs(tmp_path / "data", ARENA_PAIRS)
     with FaultyJudgeServer() as server:
-        code, text = run_cli(["eval", "arena", *judge_args(server, outputs, reference, tmp_path / "run"),
+        code, text = invoke_cli(["eval", "arena", *judge_args(server, outputs, reference, tmp_path / "run"),
                               "--concurrency", "4"])
         assert code == 0, text
         assert server.count() == 14  # 7 judged items x 2 orders
@@ -155,7 +140,7 @@ def test_faults_retries_failed_frac_exit_and_resume(tmp_path):
     with FaultyJudgeServer(retry_after=1.0, slow_seconds=2.5) as server:
         args = ["eval", "alpaca", *judge_args(server, outputs, reference, run), "--max-retries", "2",
                 "--timeout", "1", "--concurrency", "10"]
-        code, text = run_cli(args)
+        code, text = invoke_cli(args)
         calls = list(server.calls)
     # 1 of 10 failed = 10% > the default 5%: exit 2 with one clear line, results still written
     assert code == 2 and "--max-failed-frac" in text, text
@@ -177,12 +162,12 @@ def test_faults_retries_failed_frac_exit_and_resume(tmp_path):
             "SELECT error, reply, attempts FROM judgments WHERE status='failed'").fetchone()
         assert error == "unparseable reply" and reply == "I would rather not pick one." and tries == 3
 
-    code, text = run_cli(["eval", "status", run])
+    code, text = invoke_cli(["eval", "status", run])
     assert code == 0 and "failed" in text
 
     # the rerun calls only the failed judgment (3 more attempts), and a looser threshold passes
     with FaultyJudgeServer() as server:
-        code, text = run_cli(["eval", "alpaca", *judge_args(server, outputs, reference, run), "--max-retries", "2",
+        code, text = invoke_cli(["eval", "alpaca", *judge_args(server, outputs, reference, run), "--max-retries", "2",
                               "--max-failed-frac", "0.2"])
         assert code == 0, text
         assert server.count() == 3 and len({c["key"] for c in server.calls}) == 1
@@ -198,7 +183,7 @@ def test_logprob_weighting_matches_alpaca_eval(tmp_path):
     pairs = [(i, o, r) for i, o, r in ALPACA_PAIRS if o != r]
     outputs, reference = write_pairs(tmp_path / "data", pairs)
     with FaultyJudgeServer(logprobs=True) as server:
-        code, text = run_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run")])
+        code, text = invoke_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run")])
         assert code == 0, text
     results = read_results(tmp_path / "run")
     # the server's p(first) = q1 / (q1 + q2), so the model's weighted score is q_model / (q_model + q_reference)
@@ -215,7 +200,7 @@ def test_judge_key_is_sent_but_never_printed_or_written(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFCLI_TEST_JUDGE_KEY", secret)
     outputs, reference = write_pairs(tmp_path / "data", ALPACA_PAIRS[:3])
     with FaultyJudgeServer() as server:
-        code, text = run_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run"),
+        code, text = invoke_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run"),
                               "--judge-key-env", "PREFCLI_TEST_JUDGE_KEY"])
         assert code == 0, text
         assert {call["auth"] for call in server.calls} == {f"Bearer {secret}"}
@@ -224,7 +209,7 @@ def test_judge_key_is_sent_but_never_printed_or_written(tmp_path, monkeypatch):
         if file.is_file():
             assert secret.encode() not in file.read_bytes(), file
     monkeypatch.delenv("PREFCLI_TEST_JUDGE_KEY")
-    code, text = run_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run2"),
+    code, text = invoke_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run2"),
                           "--judge-key-env", "PREFCLI_TEST_JUDGE_KEY"])
     assert code == 2 and "PREFCLI_TEST_JUDGE_KEY is not set" in text
 
@@ -233,7 +218,7 @@ def test_per_item_refusal_is_failed_without_retries(tmp_path):
     outputs, reference = write_pairs(tmp_path / "data", [("FAULT-400 Too long?", "a q=2", "b q=1"),
                                                           ("Fine.", "c q=3", "d q=1")])
     with FaultyJudgeServer() as server:
-        code, text = run_cli(["eval", "arena", *judge_args(server, outputs, reference, tmp_path / "run"),
+        code, text = invoke_cli(["eval", "arena", *judge_args(server, outputs, reference, tmp_path / "run"),
                               "--max-failed-frac", "0.5"])
         assert code == 0, text
         assert server.count() == 4  # a 400 is not retried

@@ -10,21 +10,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from cli_helpers import invoke_cli
 
 from prefcli.errors import PrefcliError
-
-
-def run_cli(args) -> tuple[int, str]:
-    from typer.testing import CliRunner
-
-    from prefcli.cli import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if isinstance(result.exception, PrefcliError):
-        return 2, result.output + str(result.exception)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def write_prompts(path: Path, count: int = 4) -> Path:
@@ -47,7 +35,7 @@ def generate_args(model, prompts, output, *extra):
 def test_generate_ranks_and_writes_candidate_records(tiny_model, tmp_path):
     prompts = write_prompts(tmp_path / "prompts.jsonl")
     output = tmp_path / "out" / "generated.jsonl"
-    code, text = run_cli(generate_args(tiny_model, prompts, output))
+    code, text = invoke_cli(generate_args(tiny_model, prompts, output))
     assert code == 0, text
     records = [json.loads(line) for line in output.read_text().splitlines()]
     meta = json.loads((tmp_path / "out" / "generated.jsonl.meta.json").read_text())
@@ -74,7 +62,7 @@ def test_generate_ranks_and_writes_candidate_records(tiny_model, tmp_path):
 
     # the same command again: completions come from the cache, every judgment from the store
     before = output.read_text()
-    code, text = run_cli(generate_args(tiny_model, prompts, output))
+    code, text = invoke_cli(generate_args(tiny_model, prompts, output))
     assert code == 0, text
     meta = json.loads((tmp_path / "out" / "generated.jsonl.meta.json").read_text())
     assert meta["counts"]["completions_reused"] is True
@@ -115,7 +103,7 @@ def test_bad_input_exits_2_and_writes_nothing(tiny_model, tmp_path, case):
         args[judge_at] = f"http://127.0.0.1:{_closed_port()}/v1"
         args += ["--judge-model", "judge", "--max-retries", "1", "--retry-delay", "0.01", "--timeout", "5"]
         expected = "ranking judgments failed"
-    code, text = run_cli(args)
+    code, text = invoke_cli(args)
     assert code == 2, text
     assert expected in " ".join(text.split()), text
     assert not output.exists()

@@ -8,17 +8,9 @@ import math
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_main
 
-from prefcli.cli import main
 from prefcli.eval.report import collect, strip_seed, t_quantile_975
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exit_:
-        return exit_.code or 0
-    return 0
 
 
 def judged(directory: Path, protocol: str, winrate: float, ci95, *, seed: int, judge="http://127.0.0.1:8000/v1",
@@ -62,7 +54,7 @@ def runs(tmp_path):
 def test_mean_std_and_intervals_by_hand(runs):
     root, dirs = runs
     output = root / "report"
-    assert run_cli(["eval", "report", *dirs, "--output", str(output)]) == 0
+    assert run_main(["eval", "report", *dirs, "--output", str(output)]) == 0
     report = json.loads((output / "report.json").read_text())
     rows = {row["name"]: row for row in report["rows"]}
     assert list(rows) == ["mcpo", "dpo"]
@@ -108,7 +100,7 @@ def test_demo_judge_is_labeled(tmp_path):
     for seed in (1, 2):
         judged(tmp_path / f"demo_seed{seed}", "alpaca", 60.0 + seed, [50.0, 70.0], seed=seed,
                judge="rule:length (demo judge)", judge_model="rule:length")
-    assert run_cli(["eval", "report", str(tmp_path / "demo_seed1"), str(tmp_path / "demo_seed2"),
+    assert run_main(["eval", "report", str(tmp_path / "demo_seed1"), str(tmp_path / "demo_seed2"),
                     "--output", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["demo_judges"] == ["rule:length"]
@@ -130,7 +122,7 @@ def test_grouping_modes_and_judges_kept_apart(runs, tmp_path):
     observations, _ = collect([str(nested), dirs[0]])
     assert next(obs.name for obs in observations) == "ours"  # a bare seedN directory takes its parent's name
     # Two judges for one protocol: two columns, each naming its judge.
-    assert run_cli(["eval", "report", str(nested), dirs[0], "--output", str(tmp_path / "two")]) == 0
+    assert run_main(["eval", "report", str(nested), dirs[0], "--output", str(tmp_path / "two")]) == 0
     labels = [c["label"] for c in json.loads((tmp_path / "two" / "report.json").read_text())["columns"]]
     assert "AlpacaEval WR [other-judge]" in labels and "AlpacaEval WR [judge-7b]" in labels
     assert strip_seed("dpo_seed12") == "dpo" and strip_seed("a.seed-1") == "a" and strip_seed("seedless") == \
@@ -143,7 +135,7 @@ def test_failed_run_is_left_out_and_named(tmp_path):
     failed = tmp_path / "failed"
     failed.mkdir()
     (failed / "results.json").write_text(json.dumps({"protocol": "arena", "winrate": None, "ci95": None}))
-    assert run_cli(["eval", "report", str(tmp_path / "ok"), str(failed), "--output", str(tmp_path / "o")]) == 0
+    assert run_main(["eval", "report", str(tmp_path / "ok"), str(failed), "--output", str(tmp_path / "o")]) == 0
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert len(report["skipped"]) == 1 and "failed/results.json" in report["skipped"][0]
 
@@ -159,6 +151,6 @@ def test_bad_input_exit_2(tmp_path, capsys):
              ([str(bad)], "bad/results.json: winrate: missing or not a finite number"),
              ([str(empty), "--name-by", "color"], "--name-by: must be one of dir, model, path")]
     for args, needle in cases:
-        assert run_cli(["eval", "report", *args, "--output", str(tmp_path / "out")]) == 2
+        assert run_main(["eval", "report", *args, "--output", str(tmp_path / "out")]) == 2
         assert needle in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "out").exists()
