@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cli_helpers import invoke_cli
 from judge_servers import FaultyJudgeServer
-from test_judge_e2e import judge_args, read_results, run_cli, write_pairs
+from test_judge_e2e import judge_args, read_results, write_pairs
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_model_to_results_with_the_demo_judge_and_reused_outputs(tmp_path, tiny_
     run = tmp_path / "run"
     common = ["--model", tiny_model, "--instructions", instructions, "--reference", reference,
               "--judge", "rule:length", "--max-new-tokens", "12", "--batch-size", "4", "--output", run]
-    code, text = run_cli(["eval", "arena", *common])
+    code, text = invoke_cli(["eval", "arena", *common])
     assert code == 0, text
     assert "demo judge" in text
     outputs = json.loads((run / "outputs.json").read_text())
@@ -60,19 +61,19 @@ def test_model_to_results_with_the_demo_judge_and_reused_outputs(tmp_path, tiny_
     assert results["flip_rate"] == 0.0
 
     stamp = (run / "outputs.json").stat().st_mtime_ns
-    code, text = run_cli(["eval", "arena", *common])
+    code, text = invoke_cli(["eval", "arena", *common])
     assert code == 0 and "reused" in text
     assert (run / "outputs.json").stat().st_mtime_ns == stamp
     assert read_results(run)["reused"] == results["judged"]
     # another generation setting generates again
-    code, _ = run_cli(["eval", "arena", *[c if c != "12" else "6" for c in common]])
+    code, _ = invoke_cli(["eval", "arena", *[c if c != "12" else "6" for c in common]])
     assert code == 0 and (run / "outputs.json").stat().st_mtime_ns != stamp
 
-    code, text = run_cli(["eval", "alpaca", *common[:-1], tmp_path / "alpaca"])
+    code, text = invoke_cli(["eval", "alpaca", *common[:-1], tmp_path / "alpaca"])
     assert code == 0, text
     assert read_results(tmp_path / "alpaca")["protocol"] == "alpaca"
     # both runs feed `prefcli eval report` (table + PNG)
-    code, text = run_cli(["eval", "report", run, tmp_path / "alpaca", "--output", tmp_path / "report"])
+    code, text = invoke_cli(["eval", "report", run, tmp_path / "alpaca", "--output", tmp_path / "report"])
     assert code == 0, text
     assert (tmp_path / "report" / "report.png").stat().st_size > 0
 
@@ -111,19 +112,19 @@ def test_local_hf_judge_returns_the_models_greedy_text_and_top_logprobs(tiny_mod
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     outputs, reference = write_pairs(tmp_path / "data", [("Q1", "a q=1", "b q=2"), ("Q2", "c q=3", "d q=1")])
     base = ["eval", "alpaca", "--judge", "rule:length", "--output", tmp_path / "run"]
-    code, text = run_cli([*base, "--outputs", outputs, "--reference", reference, "--model", tmp_path])
+    code, text = invoke_cli([*base, "--outputs", outputs, "--reference", reference, "--model", tmp_path])
     assert code == 2 and "exactly one of --model" in text
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps([{"instruction": "Q1", "output": "x"}]))
-    code, text = run_cli([*base, "--outputs", outputs, "--reference", partial])
+    code, text = invoke_cli([*base, "--outputs", outputs, "--reference", partial])
     assert code == 2 and f"{partial}: instruction: no reference output for instruction 'Q2'" in text
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "Q1", "output": "x"}\n{"instruction": 3, "output": "y"}\n')
-    code, text = run_cli([*base, "--outputs", bad, "--reference", reference])
+    code, text = invoke_cli([*base, "--outputs", bad, "--reference", reference])
     assert code == 2 and f"{bad}:2: instruction: must be a string, got int" in text
-    code, text = run_cli([*base, "--outputs", outputs, "--reference", reference, "--protocol", "alpacca"])
+    code, text = invoke_cli([*base, "--outputs", outputs, "--reference", reference, "--protocol", "alpacca"])
     assert code == 2 and "did you mean 'alpaca'" in text
-    code, text = run_cli(["eval", "alpaca", "--judge", "http://127.0.0.1:9/v1", "--outputs", outputs,
+    code, text = invoke_cli(["eval", "alpaca", "--judge", "http://127.0.0.1:9/v1", "--outputs", outputs,
                           "--reference", reference, "--output", tmp_path / "run"])
     assert code == 2 and "--judge-model is required" in text
     import socket
@@ -131,10 +132,10 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
-    code, text = run_cli(["eval", "alpaca", "--judge", f"http://127.0.0.1:{closed_port}/v1", "--judge-model", "j",
+    code, text = invoke_cli(["eval", "alpaca", "--judge", f"http://127.0.0.1:{closed_port}/v1", "--judge-model", "j",
                           "--outputs", outputs, "--reference", reference, "--output", tmp_path / "run"])
     assert code == 2 and f"cannot reach the judge at http://127.0.0.1:{closed_port}/v1" in text
-    code, text = run_cli(["eval", "status", tmp_path / "nowhere"])
+    code, text = invoke_cli(["eval", "status", tmp_path / "nowhere"])
     assert code == 2 and "no judgment store" in text
 
 
@@ -142,7 +143,7 @@ def test_rejected_key_stops_the_run_without_retries(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFCLI_TEST_WRONG_KEY", "wrong")
     outputs, reference = write_pairs(tmp_path / "data", [("Q1", "a q=1", "b q=2"), ("Q2", "c q=3", "d q=1")])
     with FaultyJudgeServer(require_key="right") as server:
-        code, text = run_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run"),
+        code, text = invoke_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "run"),
                               "--judge-key-env", "PREFCLI_TEST_WRONG_KEY", "--concurrency", "1"])
         assert server.count() == 1
     assert code == 2 and "refused the request (HTTP 401)" in text and "wrong" not in text.split("HTTP 401")[1]
@@ -156,7 +157,7 @@ def test_users_own_arena_judge_prompt(tmp_path):
                       '<|The End of Assistant B\'s Answer|>"\n')
     outputs, reference = write_pairs(tmp_path / "data", [("Q1", "a q=5", "b q=2")])
     with FaultyJudgeServer() as server:
-        code, text = run_cli(["eval", "arena", *judge_args(server, outputs, reference, tmp_path / "run"),
+        code, text = invoke_cli(["eval", "arena", *judge_args(server, outputs, reference, tmp_path / "run"),
                               "--judge-prompt", prompt])
         assert code == 0, text
         assert all(call["prompt"].startswith("You are a strict grader.\nTask: Q1") for call in server.calls)

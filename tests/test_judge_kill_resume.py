@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cli_helpers import invoke_cli
 from judge_servers import FaultyJudgeServer, prompt_key
-from test_judge_e2e import judge_args, read_results, run_cli, write_pairs
+from test_judge_e2e import judge_args, read_results, write_pairs
 
 from prefcli.eval.protocols import load_protocol
 
@@ -41,7 +42,7 @@ def test_sigkill_during_judging_then_resume(tmp_path):
                 "SELECT instruction, output_1, output_2 FROM judgments WHERE status = 'ok'").fetchall()
         assert 10 <= len(stored_ok) < 40, (len(stored_ok), calls_before)
 
-        code, text = run_cli(args)
+        code, text = invoke_cli(args)
         assert code == 0, text
         calls_after = server.count() - calls_before
 

@@ -16,7 +16,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_judge_e2e import read_results, run_cli, write_pairs
+from cli_helpers import invoke_cli
+from test_judge_e2e import read_results, write_pairs
 
 
 def _free_port() -> int:
@@ -54,7 +55,7 @@ def test_transformers_serve_replies_are_failed_not_dropped(tmp_path, tiny_model)
                  ("Same?", "yes", "yes")]
         outputs, reference = write_pairs(tmp_path / "data", pairs)
         run = tmp_path / "run"
-        code, text = run_cli(["eval", "arena", "--outputs", outputs, "--reference", reference,
+        code, text = invoke_cli(["eval", "arena", "--outputs", outputs, "--reference", reference,
                               "--judge", f"http://127.0.0.1:{port}/v1", "--judge-model", str(tiny_model),
                               "--judge-max-tokens", "8", "--max-retries", "1", "--retry-delay", "0.05",
                               "--timeout", "60", "--concurrency", "2", "--output", run])

@@ -18,7 +18,8 @@ import pytest
 from prefcli.online.candidates import CandidateSettings, sample_completions, weights_checksum
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_online_generate import _closed_port, run_cli
+from cli_helpers import invoke_cli
+from test_online_generate import _closed_port
 
 
 def write_prompts(path: Path, count: int = 6) -> Path:
@@ -42,7 +43,7 @@ def read_json(path: Path):
 def test_three_segments_regenerate_with_the_updated_policy(tiny_model, tmp_path):
     prompts = write_prompts(tmp_path / "prompts.jsonl")
     output = tmp_path / "run"
-    code, text = run_cli(online_args(tiny_model, prompts, output))
+    code, text = invoke_cli(online_args(tiny_model, prompts, output))
     assert code == 0, text
     summary = read_json(output / "online.json")
     assert [s["steps"] for s in summary["segments"]] == [1, 1, 1]
@@ -84,7 +85,7 @@ def test_three_segments_regenerate_with_the_updated_policy(tiny_model, tmp_path)
         assert db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0] == sum(p["judgments"] for p in policies)
 
     # the same command again is refused: the run is there, --resume continues it
-    code, text = run_cli(online_args(tiny_model, prompts, output))
+    code, text = invoke_cli(online_args(tiny_model, prompts, output))
     assert code == 2 and "already holds an online run" in text
 
 
@@ -107,7 +108,7 @@ def test_sigkill_after_segment_one_then_resume(tiny_model, tmp_path):
     with sqlite3.connect(output / "judgments.sqlite") as db:
         judged_before = db.execute("SELECT key, attempts FROM judgments").fetchall()
 
-    code, text = run_cli(online_args(tiny_model, prompts, output, "--resume"))
+    code, text = invoke_cli(online_args(tiny_model, prompts, output, "--resume"))
     assert code == 0, text
     summary = read_json(output / "online.json")
     assert 1 not in summary["generated_now"] and 1 not in summary["trained_now"]
@@ -143,7 +144,7 @@ def test_online_bad_input_exits_2(tiny_model, tmp_path, case):
     else:
         args.remove("--online")
         expected = "--segments, --judge, --max-new-tokens, --temperatures, --per-temperature: only with --online"
-    code, text = run_cli(args)
+    code, text = invoke_cli(args)
     assert code == 2, text
     assert expected in " ".join(text.split()), text
     if case == "unreachable-judge":  # sampled completions are kept for the rerun; nothing was trained
@@ -160,7 +161,7 @@ def test_resume_inside_a_segment_continues_from_its_checkpoint(tiny_model, tmp_p
     args[args.index("--segments") + 1] = "2"
     args[args.index("--max-steps") + 1] = "4"
     args[args.index("--loss") + 1] = "mcpo"
-    code, text = run_cli(args)
+    code, text = invoke_cli(args)
     assert code == 0, text
     segment = output / "segments" / "2"
     finished = (segment / "model" / "model.safetensors").read_bytes()
@@ -173,7 +174,7 @@ def test_resume_inside_a_segment_continues_from_its_checkpoint(tiny_model, tmp_p
     metrics.write_text(metrics.read_text().splitlines()[0] + "\n")
     data_before = (segment / "data.jsonl").stat().st_mtime_ns
 
-    code, text = run_cli([*args, "--resume"])
+    code, text = invoke_cli([*args, "--resume"])
     assert code == 0, text
     assert read_json(segment / "DONE")["resumed_from"] == 1
     assert read_json(output / "online.json")["trained_now"] == [2]
