@@ -9,7 +9,7 @@ import sys
 import typer
 
 from prefcli import __version__
-from prefcli.cli import eval_harness, eval_judged, fixtures, generate, losses, prepare, train
+from prefcli.cli import eval_harness, eval_judged, eval_reward, fixtures, generate, losses, prepare, train
 from prefcli.cli.common import err_console
 from prefcli.errors import PrefcliError
 
@@ -21,7 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-eval_app = typer.Typer(help="Evaluate a model: judged winrates (AlpacaEval, Arena-Hard) and lm-eval benchmarks.",
+eval_app = typer.Typer(help="Evaluate a model: judged winrates (AlpacaEval, Arena-Hard), lm-eval benchmarks and "
+                            "the mean reward under a reward function or reward model.",
                        no_args_is_help=True)
 
 
@@ -43,6 +44,7 @@ losses.register(app)
 generate.register(app)
 eval_judged.register(eval_app)
 eval_harness.register(eval_app)
+eval_reward.register(eval_app)
 app.add_typer(eval_app, name="eval")
 app.add_typer(fixtures.app, name="fixtures")
 

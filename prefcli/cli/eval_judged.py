@@ -41,7 +41,9 @@ def _judged_command(protocol_name: str):
         output: Path = typer.Option(..., "--output", "-o", help="Run directory: results.json, judgments.jsonl, "
                                     "outputs.json (with --model) and the default store."),
         judge: str = typer.Option(..., "--judge", help="OpenAI-compatible base URL (http://127.0.0.1:8000/v1), "
-                                  "hf:PATH (local HF model) or rule:length (DEMO judge: prefers the longer output)."),
+                                  "hf:PATH (local HF model), reward:FILE.py:FUNCTION or reward:module:FUNCTION "
+                                  "(a Python reward function), rm:PATH_OR_ID (a reward model) or rule:length (DEMO "
+                                  "judge: prefers the longer output)."),
         model: Path | None = typer.Option(None, "--model", help="Model directory to generate outputs with "
                                           "(saved to OUTPUT/outputs.json, reused on rerun)."),
         outputs: Path | None = typer.Option(None, "--outputs", help="Model outputs, alpaca_eval format: JSON "

@@ -58,7 +58,8 @@ def register(prepare_app: typer.Typer) -> None:
         top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling p."),
         batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generation batch."),
         backend: str = typer.Option("hf", "--backend", help="Generation backend: hf or vllm."),
-        judge: str = typer.Option(..., "--judge", help="OpenAI-compatible base URL, hf:PATH, or rule:length (demo)."),
+        judge: str = typer.Option(..., "--judge", help="OpenAI-compatible base URL, hf:PATH, rule:length (demo), "
+                                  "reward:FILE.py:FUNCTION, reward:module:FUNCTION or rm:PATH."),
         judge_model: str | None = typer.Option(None, "--judge-model", help="Model name the judge server expects."),
         judge_key_env: str | None = typer.Option(None, "--judge-key-env",
                                                     help="Environment variable holding the judge's API key."),

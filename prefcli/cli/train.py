@@ -92,7 +92,8 @@ def register(app: typer.Typer) -> None:
         online: bool | None = typer.Option(None, "--online", help="Batched online loop (OnMC-PO / online DPO): "
                                               "--data holds prompts; candidates are regenerated per segment."),
         segments: int | None = typer.Option(None, "--segments", help="Online: training segments (default 3)."),
-        judge: str | None = typer.Option(None, "--judge", help="Online: judge URL, hf:PATH or rule:length."),
+        judge: str | None = typer.Option(None, "--judge", help="Online: judge URL, hf:PATH, rule:length, "
+                                                 "reward:FILE.py:FUNCTION or rm:PATH."),
         judge_model: str | None = typer.Option(None, "--judge-model", help="Online: judge server's model name."),
         judge_key_env: str | None = typer.Option(None, "--judge-key-env", help="Online: env var of the judge key."),
         max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Online: completion length."),

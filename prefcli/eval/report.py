@@ -153,6 +153,23 @@ def winrate_observations(path: Path, data: dict) -> list[tuple[Column, float, tu
     return [(column, winrate, interval)]
 
 
+def reward_observations(path: Path, data: dict) -> list[tuple[Column, float, tuple[float, float] | None]]:
+    """The mean reward of a ``prefcli eval reward`` result, x 100 when every score is in [0, 1] (raw otherwise),
+    with its ``ci95``; nothing when no output was scored."""
+    if data.get("mean") is None:
+        return []
+    mean = _number(path, data, "mean")
+    scale = 100.0 if data.get("unit_interval") is True else 1.0
+    ci95 = data.get("ci95")
+    interval = (scale * float(ci95[0]), scale * float(ci95[1])) if isinstance(ci95, list) and len(ci95) == 2 \
+        else None
+    judge = str(data.get("reward_model") or data.get("reward"))
+    column = Column(key=f"reward|{judge}|{scale}", label="reward x100" if scale == 100 else "reward (raw)",
+                    kind="reward", details={"reward": data.get("reward"), "judge_model": judge,
+                                            "unit": "percent" if scale == 100 else "raw"})
+    return [(column, scale * mean, interval)]
+
+
 def harness_observations(path: Path, data: dict) -> list[tuple[Column, float, tuple[float, float] | None]]:
     """One (column, value, value +- 1.96 stderr) per headline task of a ``harness.json``; proportions (accuracy,
     exact match, ...) are scaled to percent."""
@@ -212,6 +229,9 @@ def collect(run_dirs: list[str], name_by: str = "dir") -> tuple[list[Observation
                 config = data.get("config") if isinstance(data.get("config"), dict) else {}
                 seed = config.get("seed")
                 found = harness_observations(path, data)
+            elif data.get("kind") == "reward":
+                seed = data.get("seed")
+                found = reward_observations(path, data)
             else:
                 seed = data.get("seed")
                 found = winrate_observations(path, data)
@@ -239,7 +259,7 @@ def aggregate_cell(observations: list[Observation]) -> dict:
     std = _sample_std(values)
     if n == 1:
         interval = list(observations[0].interval) if observations[0].interval else None
-        method = ("run ci95" if observations[0].column.kind == "winrate" else "1.96 stderr") if interval else None
+        method = ("1.96 stderr" if observations[0].column.kind == "harness" else "run ci95") if interval else None
     else:
         half = t_quantile_975(n - 1) * std / math.sqrt(n)
         interval, method = [mean - half, mean + half], f"t-interval over {n} runs"
@@ -344,7 +364,7 @@ def render_markdown(report: dict) -> str:
 
 
 def _header(column: dict) -> str:
-    return column["label"] if column.get("unit") == "raw" else f"{column['label']} (%)"
+    return column["label"] if column.get("unit") == "raw" or column["kind"] == "reward" else f"{column['label']} (%)"
 
 
 def render_chart(report: dict, path: Path) -> None:

@@ -30,13 +30,14 @@ from prefcli.losses.mcpo import MCPOLoss
 from prefcli.losses.nca import NCALoss
 from prefcli.losses.rnce import InfoNCALoss, RNCELoss
 from prefcli.losses.robust import RobustDPOLoss
+from prefcli.losses.sft import SFTLoss
 from prefcli.losses.simpo import SimPOLoss
 from prefcli.losses.sppo import SPPOHardLoss
 
 _LOSS_CLASSES: tuple[type[PreferenceLoss], ...] = (
     DPOLoss, IPOLoss, HingeLoss, RobustDPOLoss, EXOLoss, NCALoss, BCOPairLoss, SPPOHardLoss, APOZeroLoss,
     APODownLoss, DiscoPOPLoss, SigmoidNormLoss, SimPOLoss, CPOLoss, RPOLoss, KTOLoss, AOTLoss, AOTUnpairedLoss,
-    RNCELoss, InfoNCALoss, MCPOLoss,
+    RNCELoss, InfoNCALoss, MCPOLoss, SFTLoss,
 )
 REGISTRY: dict[str, type[PreferenceLoss]] = {cls.name: cls for cls in _LOSS_CLASSES}
 
@@ -50,7 +51,7 @@ class LossInfo:
     formula: str
     hparams: dict[str, Any]
     reference_free: bool
-    data_kind: str  # "paired" | "unpaired" | "candidates"
+    data_kind: str  # "paired" | "unpaired" | "candidates" | "chosen"
     batch_coupled: bool
     uses_lengths: bool
 

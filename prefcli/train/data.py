@@ -7,16 +7,19 @@ Which records a loss trains on follows from its capability flags, never its name
 - ``needs_candidates`` losses (mcpo, rnce, infonca): ``chosen`` + ``candidates`` with at least ``negatives``
   candidates; a pair record without candidates counts as one candidate (its ``rejected``).
 - every other loss: pair records (``chosen`` + ``rejected``), including candidate records that have ``rejected``.
+- ``chosen_only`` losses (sft): any record with ``prompt`` + ``chosen`` (``rejected`` / ``candidates`` optional and
+  ignored). They train in the pair layout with an empty rejected completion (its EOS alone), which the loss ignores.
 
 Every check runs before a model is loaded; the first failing record is reported as ``PATH:LINE: field: message``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefcli.data.records import iter_numbered_records, record_kind
+from prefcli.data.records import RecordError, iter_numbered_records, record_kind, validate_record
 from prefcli.errors import DataError
 from prefcli.train.tokenize import ChatEncoder, Example, TruncationStats
 
@@ -39,6 +42,7 @@ class LoadedRecords:
     layout: str
     desirable: int = 0
     undesirable: int = 0
+    chosen_only: bool = False
 
 
 def load_records(path: str | Path, loss, loss_name: str) -> LoadedRecords:
@@ -46,7 +50,12 @@ def load_records(path: str | Path, loss, loss_name: str) -> LoadedRecords:
     path = Path(path)
     layout = data_layout(loss)
     negatives = int(getattr(loss, "negatives", 1) or 1)
-    loaded = LoadedRecords(path, [], layout)
+    loaded = LoadedRecords(path, [], layout, chosen_only=bool(getattr(loss, "chosen_only", False)))
+    if loaded.chosen_only:
+        loaded.records = list(_iter_chosen_records(path, loss_name))
+        if not loaded.records:
+            raise DataError(path, None, "contains no records")
+        return loaded
     for line, record in iter_numbered_records(path):
         kind = record_kind(record)
         if layout == PAIR and kind != "pair":
@@ -102,13 +111,40 @@ def build_examples(loaded: LoadedRecords, encoder: ChatEncoder) -> tuple[list[Ex
                                     source_line=loaded.records[index][0]))
         return examples, stats
     for index, (line, record) in enumerate(loaded.records):
-        if loaded.layout == PAIR:
+        if loaded.chosen_only:
+            texts = [record["chosen"], ""]
+        elif loaded.layout == PAIR:
             texts = [record["chosen"], record["rejected"]]
         else:
             texts = [record["chosen"], *(record.get("candidates") or [record["rejected"]])]
         prompt_ids, completions = encoder.encode(record["prompt"], texts, stats, index)
         examples.append(Example(prompt_ids, completions, source_line=line))
     return examples, stats
+
+
+def _iter_chosen_records(path: Path, loss_name: str):
+    """``(line, record)`` for every record with ``prompt`` + ``chosen``, validated like any record."""
+    if not path.is_file():
+        raise DataError(path, None, "no such file")
+    with path.open(encoding="utf-8") as handle:
+        for line, text in enumerate(handle, 1):
+            if not text.strip():
+                continue
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise DataError(path, line, f"invalid JSON ({error.msg})") from None
+            try:
+                if isinstance(raw, dict) and ("completion" in raw or "label" in raw):
+                    raise RecordError("chosen", f"missing: --loss {loss_name} trains on chosen completions "
+                                                "(prompt + chosen), this is an unpaired record")
+                bare = isinstance(raw, dict) and not ("rejected" in raw or "candidates" in raw)
+                record = validate_record({**raw, "rejected": raw.get("chosen")} if bare else raw)
+            except RecordError as error:
+                raise DataError(path, line, str(error), field=error.field) from None
+            if bare:
+                del record["rejected"]
+            yield line, record
 
 
 def _next_other_record(texts, position: int) -> int:
