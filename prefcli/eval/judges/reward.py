@@ -109,9 +109,19 @@ def load_reward_function(spec: str) -> RewardFunction:
     return RewardFunction(spec, function, hashlib.sha256(source).hexdigest())
 
 
-def verdict_for(protocol, first: float, second: float) -> str:
-    """The protocol's reply for two scores: the higher one wins, equal scores tie."""
-    return protocol.reply_for(1.0 if first > second else 0.0 if first < second else 0.5)
+def verdict_for(protocol, first: float, second: float) -> JudgeReply:
+    """The protocol's reply for two scores: the higher one wins, equal scores tie. A protocol without a tie label
+    but with log-prob weighting (AlpacaEval) gets its two verdict tokens at equal probability, which it reads as
+    exactly 1/2 (a tie)."""
+    if first != second:
+        return JudgeReply(protocol.reply_for(1.0 if first > second else 0.0))
+    has_tie_label = any(float(spec["first"]) == 0.5 for spec in protocol.labels.values())
+    if has_tie_label or not protocol.logprobs:
+        return JudgeReply(protocol.reply_for(0.5))
+    half = math.log(0.5)
+    return JudgeReply(protocol.reply_for(1.0), top_logprobs=[
+        {"token": protocol.logprobs["first_token"], "logprob": half},
+        {"token": protocol.logprobs["second_token"], "logprob": half}])
 
 
 class RewardJudge:
@@ -132,7 +142,7 @@ class RewardJudge:
                 scores.append(self.reward.score(prompt, output))
             except RewardFunctionError as error:
                 raise PermanentJudgeError(f"{error} (scoring {which})") from None
-        return JudgeReply(verdict_for(self.protocol, *scores))
+        return verdict_for(self.protocol, *scores)
 
     async def aclose(self) -> None:
         return None

@@ -109,7 +109,7 @@ class RewardModelJudge:
                                                     [request.output_1, request.output_2])
         except RewardFunctionError as error:
             raise PermanentJudgeError(str(error)) from None
-        return JudgeReply(verdict_for(self.protocol, first, second))
+        return verdict_for(self.protocol, first, second)
 
     async def aclose(self) -> None:
         return None
