@@ -74,12 +74,12 @@ METHODS: dict[str, Method] = {
     "mcpo-min": Method("mcpo", "pairs", ("--negatives", "1", "--sampler", "min")),
     "mcpo-random": Method("mcpo", "pairs", ("--negatives", "1", "--sampler", "random")),
     "dpo-noise": Method("dpo", "noisy"),
-    "onmcpo": Method("mcpo", "prompts", ("--negatives", "4"), online=True),
+    "onmcpo": Method("mcpo", "prompts", ("--negatives", "1"), online=True),  # online sets have 1-6 distinct
 }
 
 FULL = Settings(preference_prompts=512, heldout=128, sft_steps=400, sft_lr=3e-3, steps=80, batch_size=32, lr=1e-3,
                 online_segments=2, methods=tuple(METHODS))
-QUICK = Settings(preference_prompts=128, heldout=64, sft_steps=250, sft_lr=3e-3, steps=40, batch_size=32, lr=1e-3,
+QUICK = Settings(preference_prompts=512, heldout=64, sft_steps=250, sft_lr=3e-3, steps=40, batch_size=32, lr=1e-3,
                  online_segments=2, methods=("dpo", "mcpo"))
 
 
@@ -132,12 +132,14 @@ def build_data(out: Path, settings: Settings, reward_spec: str, timer: Timer) ->
     timer.add("sample candidates", started)
     started = time.perf_counter()
     reward = load_reward_function(reward_spec)
-    rows, ties = [], 0
+    rows, distinct, tied = [], 0, 0
     for row_id, prompt in enumerate(prompts):
         messages = [{"role": "user", "content": prompt}]
         texts = [sample[prompt] for sample in samples]
         scores = [reward.score(messages, text) for text in texts]
-        ties += len(scores) - len(set(scores))
+        by_text = dict(zip(texts, scores))
+        distinct += len(by_text)
+        tied += len(by_text) - len(set(by_text.values()))  # different texts that share a reward
         order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
         answers = [{"answer": texts[i] if texts[i].strip() else "(empty)", "model": f"sft@t{TEMPERATURES[i]}",
                     "rank": float(rank), "reward": scores[i]} for rank, i in enumerate(order, 1)]
@@ -145,8 +147,10 @@ def build_data(out: Path, settings: Settings, reward_spec: str, timer: Timer) ->
                      "turns": 1, "num_responses": len(answers), "source": [f"testbed:{TASK}"]})
     nectar = data / "nectar.jsonl"
     nectar.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (data / "ranking.json").write_text(json.dumps({"prompts": len(rows), "samples_per_prompt": len(TEMPERATURES),
-                                                   "tied_samples": ties}, indent=1))
+    (data / "ranking.json").write_text(json.dumps({
+        "prompts": len(rows), "samples_per_prompt": len(TEMPERATURES),
+        "distinct_samples_per_prompt": round(distinct / len(rows), 3),
+        "distinct_samples_tied_with_another": tied, "distinct_samples": distinct}, indent=1))
     prefcli("prepare", "nectar", "--input", nectar, "--output", files["pairs"], "--skip-ranks", 1, "--seed", 0,
             "--workers", 1)
     prefcli("prepare", "unpair", "--input", files["pairs"], "--output", files["unpaired"], "--seed", 0,

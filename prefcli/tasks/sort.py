@@ -1,18 +1,19 @@
 """``sort``: sort a short list of distinct digits in ascending order — a task with a verifiable, graded reward.
 
 A prompt is one user turn ``"sort: 7 2 9 4"``; the right completion is ``"2 4 7 9"``. The reward grades a
-completion in [0, 1] (1 only for the exact answer) from three parts, so that near misses rank between right and
+completion in [0, 1] (1 only for the exact answer) from four parts, so that near misses rank between right and
 wrong and seven samples of one prompt rarely tie unless they are identical:
 
-    reward = 0.5 * position + 0.25 * content + 0.25 * content * order
+    reward = 0.4 * position + 0.2 * prefix + 0.2 * content + 0.2 * content * order
 
 - ``position``: share of positions holding the right digit, over ``max(len(answer), len(completion))``;
+- ``prefix``: length of the longest right prefix over the same length (an early slip costs more than a late one);
 - ``content``: multiset overlap of the completion's tokens with the digits, over the same length;
 - ``order``: share of adjacent pairs of the completion in ascending order (1 for a single token).
 
 The demonstrations are of mixed quality, like human ones: 35% are exact, 50% swap the last two digits (a
 systematic slip that the greedy SFT policy learns as its mode), 15% drop or repeat a digit. Preference training on
-the SFT policy's own ranked samples can therefore raise the greedy reward from about 0.8 towards 1.0.
+the SFT policy's own ranked samples can therefore raise the greedy reward from about 0.85 towards 1.0.
 
 The reward is importable as ``prefcli.tasks.sort:reward`` and written as ``DIR/reward.py`` by
 ``prefcli fixtures task sort DIR``, so ``--judge reward:DIR/reward.py:reward`` and
@@ -57,12 +58,14 @@ def reward(prompt: list[dict], completion: str) -> float:
         return 0.0
     length = max(len(target), len(produced))
     position = sum(a == b for a, b in zip(produced, target)) / length
+    prefix = next((index for index, (a, b) in enumerate(zip(produced, target)) if a != b),
+                  min(len(produced), len(target))) / length
     content = sum((Counter(produced) & Counter(target)).values()) / length
     if len(produced) == 1:
         order = 1.0
     else:
         order = sum(a < b for a, b in zip(produced, produced[1:])) / (len(produced) - 1)
-    return 0.5 * position + 0.25 * content + 0.25 * content * order
+    return 0.4 * position + 0.2 * prefix + 0.2 * content + 0.2 * content * order
 
 
 def make_prompt(rng: random.Random) -> str:
