@@ -29,13 +29,16 @@ class RewardFunctionError(ValueError):
 
 
 def split_spec(spec: str) -> tuple[str, str]:
-    """``(target, function)`` of ``reward:TARGET:FUNCTION``; ConfigError when the shape is wrong."""
+    """``(target, function)`` of ``reward:TARGET:FUNCTION``; ConfigError when the shape is wrong or the file is
+    missing (checked before any work starts)."""
     body = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
     target, _, function = body.rpartition(":")
     if not target or not function.isidentifier():
         raise ConfigError(f"--judge {spec!r}: expected reward:FILE.py:FUNCTION or reward:package.module:FUNCTION")
     if not target.endswith(".py") and not all(part.isidentifier() for part in target.split(".")):
         raise ConfigError(f"--judge {spec!r}: {target!r} is neither a .py file nor a dotted module name")
+    if target.endswith(".py") and not Path(target).is_file():
+        raise ConfigError(f"--judge {spec}: {target}: no such file")
     return target, function
 
 
