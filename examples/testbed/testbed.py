@@ -203,6 +203,46 @@ def read_results(out: Path, run: str) -> tuple[float, float]:
     return reward["mean"], alpaca["winrate"]
 
 
+# The papers' claims, as comparisons of held-out mean reward: (claim, paper, method a, relation, method b).
+# ">" holds when a beats b by more than the pooled std over seeds, "≈" when they differ by less, ">=" unless a
+# trails b by more than the pooled std.
+CLAIMS = (
+    ("MC-PO beats DPO", "MC-PO Table 1", "mcpo", ">", "dpo"),
+    ("MC-PO gains with more negatives (K = 4 vs 1)", "MC-PO Table 3", "mcpo", ">", "mcpo-k1"),
+    ("RNCE does not gain with more negatives (K = 4 vs 1)", "MC-PO Table 3", "rnce-k4", "≈", "rnce-k1"),
+    ("MC-PO beats RNCE at K = 4", "MC-PO Table 3", "mcpo", ">", "rnce-k4"),
+    ("Max sampler ≈ MCMC (K = 1)", "MC-PO Fig. 2", "mcpo-max", "≈", "mcpo-k1"),
+    ("MCMC > Random sampler (K = 1)", "MC-PO Fig. 2", "mcpo-k1", ">", "mcpo-random"),
+    ("Random > Min sampler (K = 1)", "MC-PO Fig. 2", "mcpo-random", ">", "mcpo-min"),
+    ("OnMC-PO beats offline MC-PO (K = 1)", "MC-PO Sec. 5", "onmcpo", ">", "mcpo-k1"),
+    ("AOT ≥ DPO", "AOT Table 1", "aot", ">=", "dpo"),
+    ("AOT ≥ KTO", "AOT Table 1", "aot", ">=", "kto"),
+    ("AOT-unpaired ≥ KTO", "AOT Table 1", "aot-unpaired", ">=", "kto"),
+)
+
+
+def judge_claims(methods: dict) -> list[dict]:
+    """Each claim of ``CLAIMS`` whose two methods ran: the difference of mean rewards, the pooled std over seeds,
+    and whether the claim holds on this task."""
+    verdicts = []
+    for claim, paper, a, relation, b in CLAIMS:
+        if a not in methods or b not in methods:
+            continue
+        diff = methods[a]["reward_mean"] - methods[b]["reward_mean"]
+        pooled = math.sqrt((methods[a]["reward_std"] ** 2 + methods[b]["reward_std"] ** 2) / 2)
+        if relation == ">":
+            verdict = "holds" if diff > pooled else "reversed" if diff < -pooled else "not shown (within noise)"
+        elif relation == "≈":
+            verdict = "holds" if abs(diff) <= pooled else "does not hold"
+        else:
+            verdict = "holds" if diff >= -pooled else "does not hold"
+        verdicts.append({"claim": claim, "paper": paper, "a": a, "b": b, "relation": relation,
+                         "reward_a": methods[a]["reward_mean"], "std_a": methods[a]["reward_std"],
+                         "reward_b": methods[b]["reward_mean"], "std_b": methods[b]["reward_std"],
+                         "difference": diff, "pooled_std": pooled, "verdict": verdict})
+    return verdicts
+
+
 def summarize(out: Path, seeds: list[int], settings: Settings, timer: Timer, started: float) -> dict:
     sft_reward, _ = read_results(out, "sft")
     methods: dict[str, dict] = {"sft": {"reward_mean": sft_reward, "reward_std": 0.0}}
@@ -223,6 +263,7 @@ def summarize(out: Path, seeds: list[int], settings: Settings, timer: Timer, sta
                      "batch_size": settings.batch_size, "lr": settings.lr, "temperatures": list(TEMPERATURES),
                      "online_segments": settings.online_segments},
         "ranking": ranking,
+        "claims": judge_claims(methods),
         "notes": {"sft": "one SFT model shared by every seed (greedy evaluation): its std over seeds is 0",
                   "mcpo": "MC-PO, mcmc sampler, K = 4 negatives", "winrate_vs_sft": "percent, adjusted "
                   "(W + T/2) / n, judged by the task reward on the held-out prompts"},
@@ -283,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarize(out, seeds, settings, timer, started)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_table(summary)
+    print_claims(summary["claims"])
     print(f"\nwrote {out / 'summary.json'}, {out / 'report' / 'report.md'} and {out / 'report' / 'report.png'} "
           f"in {summary['total_seconds']:.0f} s")
 
@@ -293,6 +335,15 @@ def print_table(summary: dict) -> None:
         winrate = entry.get("winrate_vs_sft")
         wr = "–" if winrate is None or math.isnan(winrate) else f"{winrate:.1f} ({entry['winrate_std']:.1f})"
         print(f"{name:<14} {entry['reward_mean']:>12.4f} ({entry['reward_std']:.4f}) {wr:>24}")
+
+
+def print_claims(claims: list[dict]) -> None:
+    if not claims:
+        return
+    print(f"\n{'claim':<52} {'a (std)':>17} {'b (std)':>17} {'verdict':>26}")
+    for entry in claims:
+        print(f"{entry['claim']:<52} {entry['reward_a']:>8.4f} ({entry['std_a']:.4f}) "
+              f"{entry['reward_b']:>8.4f} ({entry['std_b']:.4f}) {entry['verdict']:>26}")
 
 
 if __name__ == "__main__":
