@@ -154,8 +154,8 @@ def generate_model_outputs(model_path: str | Path, instructions: list[str], outp
 
     from prefcli.generate import generate_outputs
 
-    texts = generate_outputs(model_path, [[{"role": "user", "content": i}] for i in instructions],
-                             progress=progress, **generation)
+    texts = [replies[0] for replies in generate_outputs(
+        model_path, [[{"role": "user", "content": i}] for i in instructions], progress=progress, **generation)]
     rows = [{"instruction": i, "output": t, "generator": generator} for i, t in zip(instructions, texts)]
     write_json(outputs_file, rows)
     write_sidecar(outputs_file, config=fingerprint, seed=generation.get("seed"), inputs={},
