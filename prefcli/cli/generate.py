@@ -29,10 +29,12 @@ def register(app: typer.Typer) -> None:
         Example: prefcli generate --model ./sft --instructions instructions.json --output ref.json
         """
         from prefcli.eval.items import generate_model_outputs, read_instructions
+        from prefcli.generate import GenerationParams
 
-        instruction_list = read_instructions(instructions)
         generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
                       "batch_size": batch_size, "seed": seed, "backend": backend}
+        GenerationParams(**generation)  # every value checked before any file is read
+        instruction_list = read_instructions(instructions)
         with progress_bar(transient=True) as bar:
             task = bar.add_task("generating", total=len(instruction_list), status="")
             outputs, reused = generate_model_outputs(model, instruction_list, output, generation=generation,
