@@ -91,6 +91,21 @@ def test_three_segments_regenerate_with_the_updated_policy(tiny_model, tmp_path)
     code, text = invoke_cli(online_args(tiny_model, prompts, output))
     assert code == 2 and "already holds an online run" in text
 
+    # --resume of the finished run publishes the final model again (it used to crash on '.final-tmp'), and so does
+    # one killed while publishing: a half-filled .final-tmp linking the same files
+    final_bytes = (output / "model.safetensors").read_bytes()
+    for killed_while_publishing in (False, True):
+        if killed_while_publishing:
+            (output / ".final-tmp").mkdir()
+            os.link(output / "segments" / "3" / "model" / "config.json", output / ".final-tmp" / "config.json")
+        code, text = invoke_cli(online_args(tiny_model, prompts, output, "--resume"))
+        assert code == 0, text
+        assert read_json(output / "online.json")["trained_now"] == []
+        assert not (output / ".final-tmp").exists()
+        assert (output / "model.safetensors").read_bytes() == final_bytes
+    lines_after = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert lines_after == lines  # rebuilt from the segments, the same lines
+
 
 def test_sigkill_after_segment_one_then_resume(tiny_model, tmp_path):
     prompts = write_prompts(tmp_path / "prompts.jsonl")

@@ -139,3 +139,27 @@ def test_a_command_spells_its_own_flags():
         settings.check()
     with pytest.raises(ConfigError, match="^--per-temperature: must be >= 1"):
         SamplingSettings(per_temperature=0).check()
+
+
+def test_unpaired_negatives_is_the_new_name_of_prepare_negatives(tmp_path, capsys):
+    """``--negatives`` means K in train; prepare's one|all is ``--unpaired-negatives`` (the old name still works,
+    with a warning)."""
+    import json
+
+    from cli_helpers import run_main
+
+    source = tmp_path / "pairs.jsonl"
+    source.write_text(json.dumps({"id": "a", "prompt": "P?", "chosen": "c", "rejected": "r",
+                                  "candidates": ["r", "s"]}) + "\n", encoding="utf-8")
+    outputs = {}
+    for name, flag in (("new", "--unpaired-negatives"), ("old", "--negatives")):
+        outputs[name] = tmp_path / f"{name}.jsonl"
+        capsys.readouterr()
+        assert run_main(["prepare", "unpair", "--input", str(source), "--output", str(outputs[name]),
+                         flag, "all"]) == 0
+        err = capsys.readouterr().err
+        assert ("--negatives is deprecated; use --unpaired-negatives" in err) == (name == "old")
+    assert outputs["new"].read_text() == outputs["old"].read_text()
+    assert len(outputs["new"].read_text().splitlines()) == 3  # chosen + r + s
+    assert run_main(["prepare", "unpair", "--input", str(source), "--output", str(tmp_path / "x.jsonl"),
+                     "--negatives", "all", "--unpaired-negatives", "one"]) == 2
