@@ -163,3 +163,13 @@ def test_unpaired_negatives_is_the_new_name_of_prepare_negatives(tmp_path, capsy
     assert len(outputs["new"].read_text().splitlines()) == 3  # chosen + r + s
     assert run_main(["prepare", "unpair", "--input", str(source), "--output", str(tmp_path / "x.jsonl"),
                      "--negatives", "all", "--unpaired-negatives", "one"]) == 2
+
+
+def test_shipped_online_example_loads_and_validates():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "online-onmcpo-llama31-8b-instruct.yaml"
+    config = load_settings(example)  # written in the flat online: format
+    config.validate()
+    assert config.online.segments == 3 and config.online.sampling.completions_per_prompt == 6
+    assert config.online.judging.concurrency == 32 and config.online.sampling.backend == "vllm"

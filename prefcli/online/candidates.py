@@ -268,7 +268,8 @@ def write_candidates(path: str | Path, result: GenerationResult, *, config: dict
     with atomic_open(path) as handle:
         for record in result.records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    counts = {**result.counts(), "refilled_records": result.refilled, "generation_seconds": round(result.generation_seconds, 3),
+    counts = {**result.counts(), "refilled_records": result.refilled,
+              "generation_seconds": round(result.generation_seconds, 3),
               "judge_seconds": round(result.judge_seconds, 3), "completions_reused": result.completions_reused}
     write_sidecar(path, config={**config, "model_checksum": result.model_checksum, **result.extra},
                   seed=config.get("seed"), inputs=inputs, counts=counts, skipped=result.skipped, argv=argv)

@@ -216,9 +216,9 @@ def _check_output(config, output: Path) -> None:
     before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
     changed = []
     # a run saved with the flat online mapping of earlier versions compares leaf by leaf all the same
-    for part, allowed, old, new in (
-            ("train", RESUMABLE_TRAIN, before.get("train", {}), settings["train"]),
-            ("online", RESUMABLE_ONLINE, flatten(OnlineSettings, before.get("online") or {}),
+    for allowed, old, new in (
+            (RESUMABLE_TRAIN, before.get("train", {}), settings["train"]),
+            (RESUMABLE_ONLINE, flatten(OnlineSettings, before.get("online") or {}),
              flatten(OnlineSettings, settings["online"]))):
         changed += [f"{key}: {old[key]!r} -> {new[key]!r}" for key in new
                     if key not in allowed and key in old and old[key] != new[key]]

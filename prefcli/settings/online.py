@@ -16,7 +16,8 @@ class JudgeSettings:
     deterministic demo judge). The API key is never part of the settings: ``judge_key_env`` names the environment
     variable the CLI reads it from."""
 
-    judge: str = setting("", "Judge: OpenAI-compatible base URL, hf:PATH, or rule:length (demo).", required=True, resumable=True)
+    judge: str = setting("", "Judge: OpenAI-compatible base URL, hf:PATH, or rule:length (demo).", required=True,
+                         resumable=True)
     judge_model: str | None = setting(None, "Model name the judge server expects.")
     judge_key_env: str | None = setting(None, "Environment variable holding the judge's API key.", resumable=True)
     protocol: str = setting("alpaca", "Judge protocol: alpaca, arena or a YAML path.")

@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
-
 from prefcli.errors import ConfigError
-from prefcli.suggest import did_you_mean
 from prefcli.eval.judges.base import JudgeReply, JudgeRequest, PermanentJudgeError, TransientJudgeError
 from prefcli.eval.judges.retry import backoff_delay, parse_retry_after
 from prefcli.eval.judges.rule import DEMO_LABEL, RULES
+from prefcli.suggest import did_you_mean
 
 __all__ = [
     "DEMO_LABEL",
