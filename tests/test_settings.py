@@ -173,3 +173,27 @@ def test_shipped_online_example_loads_and_validates():
     config.validate()
     assert config.online.segments == 3 and config.online.sampling.completions_per_prompt == 6
     assert config.online.judging.concurrency == 32 and config.online.sampling.backend == "vllm"
+
+
+def test_resume_compares_an_online_run_saved_in_the_flat_format(tmp_path):
+    """A run started by an earlier version saved ``online:`` flat; --resume compares it leaf by leaf."""
+    import yaml
+
+    from prefcli.online.loop import RUN_CONFIG, _check_output
+
+    output = tmp_path / "run"
+    output.mkdir()
+    config = load_settings(None, {"model": "m", "data": "d", "output": str(output), "resume": True,
+                                  "online": {"judge": "rule:length"}})
+    config.validate()
+    old_flat = {"segments": 3, "temperatures": [0.6, 0.8, 1.0], "per_temperature": 2, "max_new_tokens": 512,
+                "top_p": 1.0, "gen_batch_size": 8, "backend": "hf", "judge": "http://old/v1", "judge_model": None,
+                "judge_key_env": None, "protocol": "alpaca", "judge_prompt": None, "both_orders": False,
+                "concurrency": 8, "max_retries": 3, "retry_delay": 1.0, "timeout": 120.0, "judge_max_tokens": None}
+    train = {k: v for k, v in config.to_dict().items() if k != "online"}
+    (output / RUN_CONFIG).write_text(yaml.safe_dump({"train": train, "online": old_flat}), encoding="utf-8")
+    _check_output(config, output)  # only the judge moved, which may change on resume
+    (output / RUN_CONFIG).write_text(yaml.safe_dump({"train": train, "online": {**old_flat, "per_temperature": 3}}),
+                                     encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"--resume: settings differ .*per_temperature: 3 -> 2"):
+        _check_output(config, output)

@@ -65,16 +65,16 @@ def settings_from_flags(config_file: Path | None, flags: dict) -> TrainSettings:
     """Defaults, then ``--config``, then the flags; online flags need ``--online`` (or ``online:`` in the file).
     Checked before anything is loaded."""
     from prefcli.errors import ConfigError
-    from prefcli.settings import load_settings, read_yaml
+    from prefcli.settings import build, read_yaml
 
     flags = {name: str(value) if isinstance(value, Path) else value for name, value in flags.items()}
     overrides = given(TrainSettings, flags)
+    config = TrainSettings() if config_file is None else build(TrainSettings, read_yaml(config_file), str(config_file))
     online = overrides.get("online")
-    in_file = config_file is not None and read_yaml(config_file).get("online") is not None
-    if online and not flags.get("online") and not in_file:
+    if online and not flags.get("online") and config.online is None:
         names = ", ".join(options_flag(name) for name in online)
         raise ConfigError(f"{names}: only with --online (the batched online loop)")
-    config = load_settings(config_file, overrides)
+    config = build(TrainSettings, overrides, "command line", config)
     config.validate()
     return config
 

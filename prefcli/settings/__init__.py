@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefcli.errors import ConfigError
-from prefcli.settings.fields import Spec, build, check_values, flatten, leaves, setting, to_dict
+from prefcli.settings.check import check_values
+from prefcli.settings.fields import Spec, leaves, setting
 from prefcli.settings.generation import GenerationParams, SamplingSettings
 from prefcli.settings.online import JudgeSettings, OnlineSettings
+from prefcli.settings.read import build, flatten, to_dict
 from prefcli.settings.train import LOSS_HPARAMS, RESUMABLE_CHANGES, TrainSettings
 
 

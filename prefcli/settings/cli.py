@@ -12,7 +12,7 @@ from collections.abc import Callable
 import typer
 
 from prefcli.errors import ConfigError
-from prefcli.settings.fields import Leaf, _allowed, group_class, hints, leaves, spec_of
+from prefcli.settings.fields import Leaf, group_class, hints, leaves, spec_of, union_members
 
 
 def _help(leaf: Leaf) -> str:
@@ -37,7 +37,7 @@ def _help(leaf: Leaf) -> str:
 
 
 def _option_type(annotation) -> object:
-    kinds = [kind for kind in _allowed(annotation) if kind is not type(None)]
+    kinds = [kind for kind in union_members(annotation) if kind is not type(None)]
     kind = kinds[0]
     if typing.get_origin(kind) is tuple:
         return str | None                      # "0.6,0.8,1.0"
@@ -58,8 +58,8 @@ def options(cls, rename: dict[str, str] | None = None, skip: tuple[str, ...] = (
             continue
         flag = rename.get(leaf.name, leaf.flag)
         names = [flag]
-        kinds = [kind for kind in _allowed(leaf.annotation) if kind is not type(None)]
-        if kinds == [bool] and group_class(leaf.annotation) is None and not _is_switch(leaf):
+        kinds = [kind for kind in union_members(leaf.annotation) if kind is not type(None)]
+        if kinds == [bool] and not _is_switch(leaf):
             names = [f"{flag}/{leaf.spec.negative or '--no-' + flag[2:]}"]
         if leaf.spec.short:
             names.append(leaf.spec.short)
@@ -84,7 +84,7 @@ def _leaves_and_switches(cls):
         if nested is None:
             yield next(leaf for leaf in leaves(cls) if leaf.path == (field.name,))
             continue
-        if type(None) in _allowed(annotation):
+        if type(None) in union_members(annotation):
             yield Leaf((field.name,), field, annotation, spec_of(field))
         yield from (Leaf((field.name, *leaf.path), leaf.field, leaf.annotation, leaf.spec)
                     for leaf in _leaves_and_switches(nested))
@@ -111,7 +111,7 @@ def given(cls, flags: dict) -> dict:
         if nested is None:
             if field.name in flat:
                 value = flat.pop(field.name)
-                if dict in _allowed(annotations[field.name]) and isinstance(value, list):
+                if dict in union_members(annotations[field.name]) and isinstance(value, list):
                     value = key_values(spec_of(field).flag_name(field.name), value)
                 result[field.name] = value
             continue

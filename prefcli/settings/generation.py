@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from prefcli.errors import ConfigError
-from prefcli.settings.fields import check_values, flag_for, setting
+from prefcli.settings.check import check_values
+from prefcli.settings.fields import flag_for, setting
 
 BACKENDS = ("hf", "vllm")
 #: Seeds reach ``torch.manual_seed``, which takes unsigned 64-bit values.

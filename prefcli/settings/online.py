@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from prefcli.errors import ConfigError
-from prefcli.settings.fields import check_values, flag_for, setting, to_dict
+from prefcli.settings.check import check_values
+from prefcli.settings.fields import flag_for, setting
 from prefcli.settings.generation import SEED_RANGE, SamplingSettings
+from prefcli.settings.read import to_dict
 
 
 @dataclass(frozen=True)

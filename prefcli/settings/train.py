@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prefcli.errors import ConfigError
-from prefcli.settings.fields import check_values, leaves, setting, to_dict
+from prefcli.settings.check import check_values
+from prefcli.settings.fields import leaves, setting
 from prefcli.settings.generation import SEED_RANGE
 from prefcli.settings.online import OnlineSettings
+from prefcli.settings.read import to_dict
 
 SCHEDULERS = ("cosine", "linear", "constant")
 DTYPES = ("auto", "float32", "bfloat16", "float16")

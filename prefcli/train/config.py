@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prefcli.errors import ConfigError
 from prefcli.settings import LOSS_HPARAMS, RESUMABLE_CHANGES, build, dump_settings, load_settings
-from prefcli.settings.fields import coerce
+from prefcli.settings.read import coerce
 from prefcli.settings.train import DTYPES, SCHEDULERS, TRACKERS, TrainSettings
 
 TrainConfig = TrainSettings
