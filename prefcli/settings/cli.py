@@ -46,16 +46,14 @@ def _option_type(annotation) -> object:
     return kind | None
 
 
-def options(cls, rename: dict[str, str] | None = None, skip: tuple[str, ...] = (),
+def options(cls, rename: dict[str, str] | None = None,
             panel: Callable[[Leaf], str | None] | None = None) -> list[inspect.Parameter]:
     """The keyword parameters of a Typer command taking every leaf of ``cls`` (``rename``: a command's own
-    spelling of a flag; ``skip``: leaves the command does not expose; ``panel``: the ``--help`` section of a leaf).
+    spelling of a flag; ``panel``: the ``--help`` section of a leaf).
     An optional group (``online``) gets a switch flag of its own."""
     rename = rename or {}
     params = []
     for leaf in _leaves_and_switches(cls):
-        if not leaf.spec.cli or leaf.name in skip:
-            continue
         flag = rename.get(leaf.name, leaf.flag)
         names = [flag]
         kinds = [kind for kind in union_members(leaf.annotation) if kind is not type(None)]

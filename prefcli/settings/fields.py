@@ -30,7 +30,6 @@ class Spec:
     choices: tuple[str, ...] | None = None
     required: bool = False               # must be non-empty after files and flags are applied
     directory: bool = False              # a path that, when it exists, must be a directory
-    cli: bool = True                     # exposed as a flag (False: YAML key only)
     loss_hparam: bool = False            # a loss hyper-parameter: None keeps the loss's default
     resumable: bool = False              # may change when a run is resumed (does not change what is trained)
     default_text: str | None = None      # what --help shows as the default, when the default does not say it
