@@ -29,7 +29,8 @@ def check_output_dir(path: str | Path, flag: str = "--output") -> Path:
 
 def check_output_file(path: str | Path, flag: str = "--output", *, inputs: dict[str, str | Path] | None = None
                       ) -> Path:
-    """``path`` can be written as a file: not a directory, not under a file, and none of ``inputs`` (flag -> path)."""
+    """``path`` can be written as a file: not a directory, not under a file, neither one of ``inputs`` (flag -> path)
+    nor inside one that is a directory."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag} {path}: is a directory, expected a file path")
@@ -37,10 +38,14 @@ def check_output_file(path: str | Path, flag: str = "--output", *, inputs: dict[
     if blocker is not None:
         raise ConfigError(f"{flag} {path}: {blocker} is a file, so nothing can be written under it")
     for other_flag, other in (inputs or {}).items():
-        if other is not None and Path(other).exists() and path.exists() and path.samefile(other):
+        if other is None or not Path(other).exists():
+            continue
+        other = Path(other).resolve()
+        if path.resolve() == other:
             raise ConfigError(f"{flag} {path}: is the {other_flag} file; writing it would overwrite the input")
-        if other is not None and path.resolve() == Path(other).resolve():
-            raise ConfigError(f"{flag} {path}: is the {other_flag} file; writing it would overwrite the input")
+        if other.is_dir() and path.resolve().is_relative_to(other):
+            raise ConfigError(f"{flag} {path}: is inside the {other_flag} directory; writing it would change the "
+                              "input")
     return path
 
 
