@@ -11,6 +11,8 @@ from rich.table import Table
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
 from prefcli.errors import ConfigError
+from prefcli.eval.harness import HarnessConfig, plan_tasks, run_harness, save_harness
+from prefcli.eval.harness import list_tasks as known_tasks
 from prefcli.eval.paths import check_output_dir
 
 
@@ -74,9 +76,6 @@ def register(app: typer.Typer) -> None:
 
         Example: prefcli eval harness --model runs/mcpo --suite leaderboard-v1 --output runs/mcpo/harness
         """
-        from prefcli.eval.harness import HarnessConfig, plan_tasks, run_harness, save_harness
-        from prefcli.eval.harness import list_tasks as known_tasks
-
         if not verbose:
             logging.getLogger("lm_eval").setLevel(logging.ERROR)
         include = tuple(str(path) for path in include_path or [])

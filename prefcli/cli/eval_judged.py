@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
 from prefcli.errors import ConfigError, DataError, JudgeError
@@ -22,6 +23,7 @@ from prefcli.eval.judged import (
 )
 from prefcli.eval.judges import DEMO_LABEL, judge_kind
 from prefcli.eval.model_outputs import GenerationSettings
+from prefcli.eval.store import JudgmentStore
 
 _HELP = {
     "alpaca": (
@@ -176,10 +178,6 @@ def status_command(
     run_dir: Path = typer.Argument(..., help="Run directory (holds judgments.sqlite and results.json)."),
     store: Path | None = typer.Option(None, "--store", help="Judgment store (default DIR/judgments.sqlite)."),
 ) -> None:
-    from rich.table import Table
-
-    from prefcli.eval.store import JudgmentStore
-
     store_path = store or run_dir / "judgments.sqlite"
     results = _read_results(run_dir / "results.json")
     with JudgmentStore(store_path, readonly=True) as judgment_store:

@@ -12,6 +12,7 @@ from pathlib import Path
 from prefcli.data.atomic import write_json
 from prefcli.data.sidecar import sidecar_path, write_sidecar
 from prefcli.eval.items import read_outputs
+from prefcli.generate import generate_outputs
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,6 @@ def generate_model_outputs(model_path: str | Path, instructions: list[str], outp
             previous = None
         if previous == fingerprint:
             return read_outputs(outputs_file), True
-
-    from prefcli.generate import generate_outputs
 
     texts = generate_outputs(model_path, [[{"role": "user", "content": i}] for i in instructions],
                              progress=progress, **asdict(generation))
