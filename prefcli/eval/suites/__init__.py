@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from prefcli.errors import ConfigError
 from prefcli.suggest import did_you_mean
 
@@ -55,8 +57,6 @@ def load_suite(name_or_path: str | Path) -> Suite:
 
 
 def parse_suite(path: Path) -> Suite:
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
