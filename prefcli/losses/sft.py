@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss
+from prefcli.losses.base import LogpsBatch, PreferenceLoss, register_loss
 from prefcli.losses.functional import mean_per_token, negative_log_likelihood
 
 
+@register_loss
 class SFTLoss(PreferenceLoss):
     r"""Supervised fine-tuning: the length-averaged negative log-likelihood of the chosen completion (Ouyang et
     al., 2022, InstructGPT, arXiv:2203.02155, the SFT stage; the same term CPO and RPO add to their losses)::
