@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
 from prefcli.errors import ConfigError
+from prefcli.eval.model_outputs import GenerationSettings, generate_model_outputs
+from prefcli.generate import GenerationParams
 
 EXAMPLE = ("prefcli eval reward --model runs/mcpo --instructions task/heldout.json "
            "--reward reward:task/reward.py:reward --output runs/mcpo/reward")
@@ -41,13 +44,13 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("hf", "--backend", help="Generation backend (--model): hf or vllm."),
     ) -> None:
         _run(reward_spec=reward_spec, output=output, model=model, outputs=outputs, instructions=instructions,
-             limit=limit, batch_size=batch_size, generation={"max_new_tokens": max_new_tokens,
-                                                             "temperature": temperature, "top_p": top_p,
-                                                             "batch_size": batch_size, "seed": seed,
-                                                             "backend": backend})
+             limit=limit, batch_size=batch_size, seed=seed,
+             generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                           batch_size=batch_size, seed=seed, backend=backend))
 
 
-def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batch_size, generation) -> None:
+def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batch_size, seed,
+         generation: GenerationSettings) -> None:
     from prefcli import __version__
     from prefcli.data.atomic import atomic_open, write_json
     from prefcli.data.sidecar import file_checksum, write_sidecar
@@ -56,6 +59,7 @@ def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batc
 
     if (model is None) == (outputs is None):
         raise ConfigError("pass exactly one of --model (generate the outputs) or --outputs FILE")
+    GenerationParams(**asdict(generation))  # every value checked before any file is read
     if model is not None and instructions is None:
         raise ConfigError("--instructions FILE is required with --model")
     if output.exists() and not output.is_dir():
@@ -73,7 +77,7 @@ def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batc
     if model is not None:
         with progress_bar(transient=True) as bar:
             task = bar.add_task("generating", total=len(instruction_list), status="")
-            out_table, reused = items_lib.generate_model_outputs(
+            out_table, reused = generate_model_outputs(
                 model, instruction_list, output / "outputs.json", generation=generation,
                 progress=lambda done: bar.update(task, completed=done))
         err_console.print(f"{'reused' if reused else 'wrote'} {output / 'outputs.json'}")
@@ -99,7 +103,7 @@ def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batc
     generator = next(iter(out_table.values()))[1] if out_table else None
     summary = {"kind": "reward", "reward": reward_spec, "reward_model": scorer.name, **stats,
                "model": str(model) if model is not None else generator, "outputs": outputs_source,
-               "seed": generation["seed"], "scores": str(output / "scores.jsonl"), "prefcli_version": __version__}
+               "seed": seed, "scores": str(output / "scores.jsonl"), "prefcli_version": __version__}
     with atomic_open(output / "scores.jsonl") as handle:
         for index, item in enumerate(scored):
             handle.write(json.dumps({"item": index, "instruction": item.instruction, "output": item.output,
@@ -107,10 +111,10 @@ def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batc
     write_json(output / "results.json", summary)
     inputs = {key: file_checksum(Path(value)) for key, value in
               (("outputs", outputs_source), ("instructions", instructions)) if value and Path(value).is_file()}
-    write_sidecar(output / "results.json", seed=generation["seed"], inputs=inputs,
+    write_sidecar(output / "results.json", seed=seed, inputs=inputs,
                   argv=["prefcli", *sys.argv[1:]], counts={"n": stats["n"], "failed": stats["failed"]},
-                  config={"reward": reward_spec, "reward_model": scorer.name, "generation": generation
-                          if model is not None else None})
+                  config={"reward": reward_spec, "reward_model": scorer.name,
+                          "generation": asdict(generation) if model is not None else None})
     failures = [item.error for item in scored if item.error]
     for error in failures[:3]:
         err_console.print(f"[yellow]failed score:[/yellow] {error}", highlight=False)
