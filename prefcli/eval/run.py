@@ -8,12 +8,23 @@ sha256(seed, instruction), so it is stable across reruns and independent of the 
 Retries. A call is tried at most ``max_retries + 1`` times per run. 429, 5xx, connection errors, timeouts and
 unparseable replies are retried after :func:`~prefcli.eval.judges.retry.backoff_delay` (exponential, jittered, at
 least ``Retry-After``); then the call is recorded as ``failed`` (with the last reply and error) and the next run
-tries it again. A per-item refusal (e.g. HTTP 400) is recorded as failed at once.
+tries it again. A per-item refusal (e.g. HTTP 400) is recorded as failed at once. A score that cannot be a
+probability (NaN, infinite, positive or non-numeric log-prob) is an unparseable reply: retried, then failed, never
+stored as a result; rows stored that way by older versions are judged again.
+
+Truncated replies. A reply cut at ``max_tokens`` (``finish_reason == "length"``) is not read for a verdict unless
+the protocol says ``verdict.truncated: accept`` (AlpacaEval's one-token replies), since its last tag need not be the
+final verdict. Such a reply, or one with empty content, is not sent again unchanged: the next attempt doubles the reply budget (up to ``MAX_BUDGET_FACTOR``
+times the protocol's), at once, without backoff; the judgment records the budget it ended with.
+
+Token counts. Each call's ``usage`` (prompt and completion tokens, over all its attempts) is kept in the store and
+summed in the summary, with the judge's ``system_fingerprint`` values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import math
 import random
@@ -22,7 +33,7 @@ from dataclasses import dataclass
 
 from prefcli.eval.items import EvalItem
 from prefcli.eval.judges import JudgeRequest, PermanentJudgeError, TransientJudgeError, backoff_delay
-from prefcli.eval.protocols import Protocol, Verdict
+from prefcli.eval.protocols import MalformedScore, Protocol, Verdict
 from prefcli.eval.store import JudgmentStore, judgment_key
 from prefcli.eval.winrate import bootstrap_ci, flip_rate, tally
 
@@ -46,6 +57,7 @@ class JudgmentResult:
     error: str | None = None
     attempts: int = 0
     reused: bool = False
+    usage: dict | None = None  # {"prompt_tokens", "completion_tokens", "budget_raised_to", "fingerprints"}
 
     @property
     def model_score(self) -> float | None:
@@ -99,6 +111,7 @@ async def judge_all_async(planned: list[PlannedJudgment], *, protocol: Protocol,
     notify = on_result or (lambda result: None)
     results: list[JudgmentResult | None] = [None] * len(planned)
     stored = store.lookup(sorted({p.key for p in planned if p.key is not None}))
+    poisoned: dict[str, str] = {}
     to_call: dict[str, list[int]] = {}
     for index, plan in enumerate(planned):
         if plan.key is None:
@@ -106,13 +119,20 @@ async def judge_all_async(planned: list[PlannedJudgment], *, protocol: Protocol,
             notify(results[index])
             continue
         row = stored.get(plan.key)
-        verdict = protocol.parse(row.reply, row.top_logprobs) if row is not None and row.status == "ok" else None
+        verdict = None
+        if row is not None and row.status == "ok":
+            try:
+                verdict = protocol.parse(row.reply, row.top_logprobs)
+            except MalformedScore as problem:
+                poisoned[plan.key] = str(problem)
         if verdict is not None:
             results[index] = JudgmentResult(plan, "ok", verdict, row.reply, None, row.attempts, reused=True)
             notify(results[index])
         else:
             to_call.setdefault(plan.key, []).append(index)
 
+    for key, problem in poisoned.items():
+        store.invalidate([key], f"stored reply no longer valid: {problem}")
     if to_call and hasattr(judge, "check"):
         try:
             await judge.check()
@@ -136,10 +156,12 @@ async def judge_all_async(planned: list[PlannedJudgment], *, protocol: Protocol,
             store.record(plan.key, judge=judge.name, protocol=protocol.template_version,
                          instruction=plan.instruction, output_1=plan.output_1, output_2=plan.output_2,
                          model_first=plan.model_first, status=result.status, reply=result.reply,
-                         top_logprobs=result.top_logprobs, error=result.error, attempts=result.attempts)
-            for index in indices:
+                         top_logprobs=result.top_logprobs, error=result.error, attempts=result.attempts,
+                         usage=result.usage)
+            for position, index in enumerate(indices):
                 results[index] = JudgmentResult(planned[index], result.status, result.verdict, result.reply,
-                                                 result.error, result.attempts)
+                                                 result.error, result.attempts,
+                                                 usage=result.usage if position == 0 else None)
                 notify(results[index])
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, min(concurrency, len(to_call))))]
@@ -163,32 +185,66 @@ class _CallOutcome:
     top_logprobs: list[dict] | None
     error: str | None
     attempts: int
+    usage: dict | None = None
+
+
+MAX_BUDGET_FACTOR = 8  # a truncated reply is retried with up to 8x the protocol's max_tokens
 
 
 async def _judge_one(plan: PlannedJudgment, *, protocol: Protocol, judge, max_retries: int, retry_delay: float,
                      max_tokens: int | None, jitter: random.Random) -> _CallOutcome:
+    budget = base_budget = max_tokens or protocol.max_tokens
     request = JudgeRequest(
         messages=protocol.render(plan.instruction, plan.output_1, plan.output_2),
         instruction=plan.instruction, output_1=plan.output_1, output_2=plan.output_2,
-        max_tokens=max_tokens or protocol.max_tokens, temperature=protocol.temperature,
+        max_tokens=budget, temperature=protocol.temperature,
         top_logprobs=(protocol.logprobs or {}).get("top_logprobs"))
     reply_text, top_logprobs, error = None, None, None
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "budget_raised_to": None, "fingerprints": []}
+
+    def outcome(status: str, verdict: Verdict | None, attempts: int) -> _CallOutcome:
+        return _CallOutcome(status, verdict, reply_text, top_logprobs, error, attempts, usage)
+
     for attempt in range(1, max_retries + 2):
-        retry_after = None
+        retry_after, wait = None, True
         try:
             reply = await judge.complete(request)
         except TransientJudgeError as failure:
             error, retry_after = str(failure), failure.retry_after
         except PermanentJudgeError as failure:
-            return _CallOutcome("failed", None, reply_text, top_logprobs, str(failure), attempt)
+            error = str(failure)
+            return outcome("failed", None, attempt)
         else:
-            verdict = protocol.parse(reply.text, reply.top_logprobs)
+            _count_usage(usage, reply)
+            reply_text, top_logprobs = reply.text, reply.top_logprobs
+            cut = reply.finish_reason == "length" and not protocol.accept_truncated
+            try:
+                verdict = None if cut else protocol.parse(reply.text, reply.top_logprobs)
+            except MalformedScore as problem:
+                verdict, error = None, str(problem)
+            else:
+                error = None if verdict is not None else "unparseable reply"
             if verdict is not None:
-                return _CallOutcome("ok", verdict, reply.text, reply.top_logprobs, None, attempt)
-            reply_text, top_logprobs, error = reply.text, reply.top_logprobs, "unparseable reply"
-        if attempt <= max_retries:
+                return outcome("ok", verdict, attempt)
+            if (cut or reply.truncated) and error == "unparseable reply":
+                error = (f"reply cut at max_tokens={budget}" if reply.finish_reason == "length"
+                         else "empty reply")
+                if budget < base_budget * MAX_BUDGET_FACTOR:
+                    budget = min(budget * 2, base_budget * MAX_BUDGET_FACTOR)
+                    usage["budget_raised_to"] = budget
+                    request = dataclasses.replace(request, max_tokens=budget)
+                    wait = False  # not the server's fault: ask again now, with room to finish
+        if attempt <= max_retries and wait:
             await asyncio.sleep(backoff_delay(attempt, base=retry_delay, retry_after=retry_after, rng=jitter))
-    return _CallOutcome("failed", None, reply_text, top_logprobs, error, max_retries + 1)
+    return outcome("failed", None, max_retries + 1)
+
+
+def _count_usage(usage: dict, reply) -> None:
+    usage["prompt_tokens"] += getattr(reply, "prompt_tokens", None) or 0
+    usage["completion_tokens"] += getattr(reply, "completion_tokens", None) or 0
+    fingerprint = getattr(reply, "system_fingerprint", None)
+    if fingerprint and fingerprint not in usage["fingerprints"]:
+        usage["fingerprints"].append(fingerprint)
 
 
 def summarize(protocol: Protocol, items: list[EvalItem], results: list[JudgmentResult], *, seed: int,

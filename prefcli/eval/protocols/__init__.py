@@ -15,8 +15,10 @@ YAML keys::
     order: random | both   random: one judgment per item, model side drawn from the seed; both: model first, then second
     identical_outputs: tie       identical outputs are a tie without a judge call
     request: {max_tokens, temperature}
-    verdict: {pattern, labels: {LABEL: {first: SCORE, weight: N}}, reply}
-                             the LAST match of ``pattern`` in the judge's reply (group 1) is the verdict
+    verdict: {pattern, labels: {LABEL: {first: SCORE, weight: N}}, reply, truncated}
+                             the LAST match of ``pattern`` in the judge's reply (group 1) is the verdict;
+                             truncated: retry (default: a reply cut at max_tokens is asked again with a larger
+                             budget, since its last tag may not be the final verdict) | accept (one-token replies)
     logprobs: {top_logprobs, first_token, second_token}   optional AlpacaEval-2.0 probability weighting
     instructions_hub / reference_hub: {id, config, split}  the public sets, loaded when no file is given
 
@@ -59,6 +61,21 @@ class Verdict:
     weighted: bool = False
 
 
+class MalformedScore(ValueError):
+    """The judge's reply carries a score that cannot be a probability (NaN, infinite, positive or non-numeric
+    log-prob): the judgment is failed (and retried on a rerun), never stored as a result."""
+
+
+def checked_logprob(value, token: str) -> float:
+    """``value`` as a finite log-prob (<= 0, with a little slack for rounding); MalformedScore otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedScore(f"malformed log-probs: log-prob of {token!r} is {value!r:.40}, not a number")
+    value = float(value)
+    if not math.isfinite(value) or value > 1e-6:
+        raise MalformedScore(f"malformed log-probs: log-prob of {token!r} is {value!r}, not a finite value <= 0")
+    return min(value, 0.0)
+
+
 @dataclass
 class Protocol:
     name: str
@@ -77,6 +94,8 @@ class Protocol:
     instructions_hub: dict | None = None
     reference_hub: dict | None = None
     source: str = ""
+    template_source: str = ""  # the user's --judge-prompt file when it replaced the template
+    accept_truncated: bool = False  # a reply cut at max_tokens may still carry the verdict (one-token replies)
     _regex: re.Pattern = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,7 +113,7 @@ class Protocol:
         found = {_PLACEHOLDERS[name] for name in _PLACEHOLDER_RE.findall((self.system or "") + self.user)}
         missing = {"instruction", "output_1", "output_2"} - found
         if missing:
-            raise ConfigError(f"{self.source}: template: missing placeholder(s) "
+            raise ConfigError(f"{self.template_source or self.source}: template: missing placeholder(s) "
                               + ", ".join("{" + m + "}" for m in sorted(missing)))
 
     @property
@@ -118,7 +137,8 @@ class Protocol:
 
     def parse(self, text: str | None, top_logprobs: list[dict] | None = None) -> Verdict | None:
         """Read the judge's reply (never the outputs): the logprob-weighted preference when the protocol asks
-        for it and the endpoint returned the tokens, else the last verdict tag in ``text``; None if neither."""
+        for it and the endpoint returned the tokens, else the last verdict tag in ``text``; None if neither.
+        Raises :class:`MalformedScore` when the log-probs of the verdict tokens are not finite numbers <= 0."""
         if self.logprobs and top_logprobs:
             verdict = self._parse_logprobs(top_logprobs)
             if verdict is not None:
@@ -139,9 +159,11 @@ class Protocol:
         first_token, second_token = self.logprobs["first_token"], self.logprobs["second_token"]
         pooled: dict[str, list[float]] = {first_token: [], second_token: []}
         for entry in top_logprobs:
+            if not isinstance(entry, dict):
+                raise MalformedScore(f"malformed log-probs: entry {entry!r:.60} is not an object")
             token = str(entry.get("token", "")).strip()
             if token in pooled and entry.get("logprob") is not None:
-                pooled[token].append(float(entry["logprob"]))
+                pooled[token].append(checked_logprob(entry["logprob"], token))
         if not pooled[first_token] and not pooled[second_token]:
             return None
         p_first = sum(math.exp(lp) for lp in pooled[first_token])
@@ -207,7 +229,15 @@ def load_protocol(name_or_path: str | Path, judge_prompt: str | Path | None = No
         max_tokens=int(request.get("max_tokens", 1024)), temperature=float(request.get("temperature", 0.0)),
         identical_outputs=str(spec.get("identical_outputs", "tie")), logprobs=spec.get("logprobs"),
         instructions_hub=spec.get("instructions_hub"), reference_hub=spec.get("reference_hub"), source=str(path),
+        template_source=str(judge_prompt) if judge_prompt is not None else "",
+        accept_truncated=_truncated_policy(verdict.get("truncated", "retry"), path),
     )
+
+
+def _truncated_policy(value, source: Path) -> bool:
+    if value not in ("retry", "accept"):
+        raise ConfigError(f"{source}: verdict.truncated: must be 'retry' or 'accept', got {value!r}")
+    return value == "accept"
 
 
 def read_judge_prompt(path: str | Path) -> tuple[str | None, str]:
