@@ -46,6 +46,7 @@ class PlannedJudgment:
     output_2: str
     model_first: bool
     key: str | None  # None: identical outputs, a tie without a judge call
+    category: str | None = None  # selects the protocol's per-category template (arena-hard-auto v2.0)
 
 
 @dataclass
@@ -89,7 +90,8 @@ def plan_judgments(protocol: Protocol, items: list[EvalItem], *, judge_name: str
             identical = protocol.identical_outputs == "tie" and item.output == item.reference
             key = None if identical else judgment_key(judge_name, protocol.template_version, item.instruction,
                                                       first, second, model_first)
-            planned.append(PlannedJudgment(index, item.instruction, first, second, model_first, key))
+            planned.append(PlannedJudgment(index, item.instruction, first, second, model_first, key,
+                                           getattr(item, "category", None)))
     return planned
 
 
@@ -195,7 +197,7 @@ async def _judge_one(plan: PlannedJudgment, *, protocol: Protocol, judge, max_re
                      max_tokens: int | None, jitter: random.Random) -> _CallOutcome:
     budget = base_budget = max_tokens or protocol.max_tokens
     request = JudgeRequest(
-        messages=protocol.render(plan.instruction, plan.output_1, plan.output_2),
+        messages=protocol.render(plan.instruction, plan.output_1, plan.output_2, plan.category),
         instruction=plan.instruction, output_1=plan.output_1, output_2=plan.output_2,
         max_tokens=budget, temperature=protocol.temperature,
         top_logprobs=(protocol.logprobs or {}).get("top_logprobs"))
