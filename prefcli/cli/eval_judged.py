@@ -40,17 +40,33 @@ def _judged_command(protocol_name: str):
     def command(
         output: Path = typer.Option(..., "--output", "-o", help="Run directory: results.json, judgments.jsonl, "
                                     "outputs.json (with --model) and the default store."),
-        judge: str = typer.Option(..., "--judge", help="OpenAI-compatible base URL (http://127.0.0.1:8000/v1), "
-                                  "hf:PATH (local HF model) or rule:length (DEMO judge: prefers the longer output)."),
+        judge: list[str] = typer.Option(..., "--judge", help="OpenAI-compatible base URL (http://127.0.0.1:8000/v1), "
+                                        "hf:PATH (local HF model) or rule:length (DEMO judge: prefers the longer "
+                                        "output). Repeat with several URLs of one judge model to spread calls by "
+                                        "load."),
         model: Path | None = typer.Option(None, "--model", help="Model directory to generate outputs with "
                                           "(saved to OUTPUT/outputs.json, reused on rerun)."),
-        outputs: Path | None = typer.Option(None, "--outputs", help="Model outputs, alpaca_eval format: JSON "
-                                            "list (or JSONL) of {instruction, output, generator}."),
+        outputs: Path | None = typer.Option(None, "--outputs", help="Model outputs: alpaca_eval format (JSON "
+                                            "list or JSONL of {instruction, output, generator}) or an "
+                                            "arena-hard-auto model_answer/*.jsonl file (matched by uid)."),
         instructions: str | None = typer.Option(None, "--instructions", help="JSON/JSONL file with "
-                                                "'instruction' (default: the outputs' instructions, or the "
-                                                "public set from the hub with --model)."),
-        reference: str | None = typer.Option(None, "--reference", help="Reference outputs, same format as "
-                                             "--outputs (default: the public baseline from the hub)."),
+                                                "'instruction', or arena-hard-auto's question.jsonl (default: the "
+                                                "outputs' instructions, or the public set from the hub with "
+                                                "--model)."),
+        reference: str | None = typer.Option(None, "--reference", help="Reference outputs, same formats as "
+                                             "--outputs; with --protocol-version v2.0 also arena-hard-auto's "
+                                             "model_answer directory (each category's baseline file is used) "
+                                             "(default: the public baseline from the hub)."),
+        strict: bool = typer.Option(False, "--strict", help="Refuse when an instruction has no model output or "
+                                    "no reference output (default: leave it out, with one line saying how many)."),
+        price_in: float | None = typer.Option(None, "--price-in", min=0.0, help="Judge price per million prompt "
+                                              "tokens (with --price-out: a cost estimate in results.json)."),
+        price_out: float | None = typer.Option(None, "--price-out", min=0.0, help="Judge price per million "
+                                               "completion tokens."),
+        lc_difficulty: Path | None = typer.Option(None, "--lc-difficulty", help="CSV of per-instruction "
+                                                  "difficulty (alpaca_eval's instruction_difficulty.csv): the "
+                                                  "length-controlled GLM then also uses it (length_controlled_noreg"
+                                                  "); without it: length_controlled_minimal."),
         judge_model: str | None = typer.Option(None, "--judge-model", help="Model name the judge server "
                                                "expects (required with a URL)."),
         judge_key_env: str | None = typer.Option(None, "--judge-key-env", help="Name of the environment "
@@ -60,6 +76,9 @@ def _judged_command(protocol_name: str):
                                                  "with system/user, ChatML or plain text, placeholders "
                                                  "{instruction} {output_1} {output_2}."),
         protocol: str = typer.Option(protocol_name, "--protocol", help="Protocol name or YAML path."),
+        protocol_version: str | None = typer.Option(None, "--protocol-version", help="arena: v0.1 (default, "
+                                                    "comparable with earlier runs) or v2.0 (arena-hard-auto v2.0 "
+                                                    "prompts, per-category baselines and verdict parsing)."),
         concurrency: int = typer.Option(8, "--concurrency", min=1, help="Judge calls in flight."),
         timeout: float = typer.Option(120.0, "--timeout", min=0.1, help="Seconds per judge call."),
         max_retries: int = typer.Option(3, "--max-retries", min=0, help="Retries per call (429, 5xx, "
@@ -88,10 +107,10 @@ def _judged_command(protocol_name: str):
     return command
 
 
-def _run_judged(*, output: Path, judge: str, model, outputs, instructions, reference, judge_model, judge_key_env,
-                judge_prompt, protocol, concurrency, timeout, max_retries, retry_delay, max_failed_frac,
-                judge_max_tokens, seed, store, limit, bootstrap_rounds, max_new_tokens, temperature, top_p,
-                batch_size, backend) -> None:
+def _run_judged(*, output: Path, judge: list[str], model, outputs, instructions, reference, judge_model,
+                judge_key_env, judge_prompt, protocol, protocol_version, concurrency, timeout, max_retries,
+                retry_delay, max_failed_frac, judge_max_tokens, seed, store, limit, bootstrap_rounds, max_new_tokens,
+                temperature, top_p, batch_size, backend, strict, price_in, price_out, lc_difficulty) -> None:
     from prefcli import __version__
     from prefcli.data.atomic import atomic_open, write_json
     from prefcli.data.sidecar import file_checksum, write_sidecar
@@ -101,21 +120,36 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
     from prefcli.eval.run import judge_all, judgment_rows, plan_judgments, summarize
     from prefcli.eval.store import JudgmentStore
 
+    from prefcli.eval.length_control import average_lengths, length_controlled_winrate, read_difficulty
+    from prefcli.eval.usage import usage_summary
+
     if (model is None) == (outputs is None):
         raise ConfigError("pass exactly one of --model (generate the outputs) or --outputs FILE")
-    kind = judge_kind(judge)
+    judges = list(judge)
+    kinds = {judge_kind(spec) for spec in judges}
+    if len(judges) > 1 and kinds != {"openai"}:
+        raise ConfigError("--judge: several values must all be http(s):// URLs of one judge model")
+    kind = kinds.pop()
+    judge = " ".join(judges)
+    if (price_in is None) != (price_out is None):
+        raise ConfigError("--price-in and --price-out go together (USD per million prompt / completion tokens)")
+    protocol = _versioned_protocol(protocol, protocol_version)
     api_key = None
     if judge_key_env:
         api_key = os.environ.get(judge_key_env)
         if not api_key:
             raise ConfigError(f"--judge-key-env: the environment variable {judge_key_env} is not set")
     proto = load_protocol(protocol, judge_prompt=judge_prompt)
+    blocking = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"--output: {blocking} is a file, not a directory")
     output.mkdir(parents=True, exist_ok=True)
     store_path = store or output / "judgments.sqlite"
 
-    instruction_list = _load_instructions(items_lib, instructions, proto, need=model is not None)
-    if limit and instruction_list is not None:
-        instruction_list = instruction_list[:limit]
+    instruction_rows = _load_instructions(items_lib, instructions, proto, need=model is not None)
+    if limit and instruction_rows is not None:
+        instruction_rows = instruction_rows[:limit]
+    instruction_list = None if instruction_rows is None else [row.text for row in instruction_rows]
     ref_table, reference_source = _load_reference(items_lib, reference, proto)
     generation = None
     if model is not None:
@@ -130,12 +164,14 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
         outputs_source = str(output / "outputs.json")
     else:
         out_table, outputs_source = items_lib.read_outputs(outputs), str(outputs)
-    items = items_lib.match_items(instruction_list, out_table, ref_table, outputs_source=outputs_source,
-                                  reference_source=reference_source)
+    items = items_lib.match_items(instruction_rows, out_table, ref_table, outputs_source=outputs_source,
+                                  reference_source=reference_source, strict=strict,
+                                  warn=lambda line: err_console.print(f"[yellow]{line}[/yellow]", highlight=False))
     if limit:
         items = items[:limit]
+    difficulty = read_difficulty(lc_difficulty, [i.instruction for i in items]) if lc_difficulty else None
 
-    judge_impl = make_judge(judge, protocol=proto, model=judge_model, api_key=api_key, timeout=timeout)
+    judge_impl = make_judge(judges, protocol=proto, model=judge_model, api_key=api_key, timeout=timeout)
     if judge_impl.is_demo:
         err_console.print(f"[yellow]--judge {judge} is a {DEMO_LABEL}[/yellow]")
     planned = plan_judgments(proto, items, judge_name=judge_impl.name, seed=seed)
@@ -154,6 +190,10 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
         failures = judgment_store.failures(3)
 
     summary = summarize(proto, items, results, seed=seed, bootstrap_rounds=bootstrap_rounds)
+    summary.update(_length_control(items, results, difficulty, length_controlled_winrate))
+    summary.update(average_lengths([i.output for i in items], [i.reference for i in items]))
+    summary["usage"] = usage_summary(results, price_in=price_in, price_out=price_out)
+    summary["protocol_version"] = protocol_version or ("v0.1" if proto.name == "arena" else None)
     judge_label = f"{judge} ({'demo judge' if judge_impl.is_demo else kind})"
     summary.update({
         "judge": f"{judge} (demo judge)" if judge_impl.is_demo else judge,
@@ -169,8 +209,8 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
     })
     write_json(output / "results.json", summary)
     with atomic_open(output / "judgments.jsonl") as handle:
-        for row in judgment_rows(results):
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for row in judgment_rows(results, items):
+            handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
     inputs = {name: file_checksum(path) for name, path in
               (("outputs", outputs_source), ("reference", reference_source), ("instructions", instructions))
               if path and Path(path).is_file()}
@@ -187,6 +227,9 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
         ("items", summary["n"]),
         ("winrate %", summary["winrate"] if summary["winrate"] is not None else "n/a"),
         ("95% CI %", f"[{ci[0]}, {ci[1]}]" if ci[0] is not None else "n/a"),
+        (f"LC winrate % ({summary['lc_glm']})", summary["lc_winrate"] if summary["lc_winrate"] is not None
+         else f"n/a ({summary['lc_note']})"),
+        ("avg length model / reference", f"{summary['avg_length']} / {summary['reference_avg_length']}"),
         ("wins / losses / ties", f"{summary['wins']} / {summary['losses']} / {summary['ties']}"),
         ("failed judgments", summary["failed"]),
         ("identical outputs (no call)", summary["identical"]),
@@ -196,6 +239,12 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
         rows.append(("log-prob weighted", summary["logprob_weighted"]))
     if proto.order == "both":
         rows.append(("flip rate %", summary["flip_rate"] if summary["flip_rate"] is not None else "n/a"))
+    usage = summary["usage"]
+    if usage["prompt_tokens"] or usage["completion_tokens"]:
+        cost = f", ~${usage['cost_usd']:.4f}" if usage["cost_usd"] is not None else ""
+        rows.append(("judge tokens in / out", f"{usage['prompt_tokens']} / {usage['completion_tokens']}{cost}"))
+    if usage["budget_raised"]:
+        rows.append(("replies retried with a larger budget", usage["budget_raised"]))
     rows.append(("results", str(output / "results.json")))
     console.print(summary_table(f"prefcli eval {proto.name}", rows))
     if summary["failed_frac"] > max_failed_frac:
@@ -207,20 +256,44 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
                          "counts them as failed; rerun the same command to retry only those")
 
 
-def _load_instructions(items_lib, instructions: str | None, proto, *, need: bool) -> list[str] | None:
+def _versioned_protocol(protocol: str, version: str | None) -> str:
+    if version is None:
+        return protocol
+    if protocol not in ("arena", "arena-v2"):
+        raise ConfigError(f"--protocol-version: only the arena protocol has versions (got --protocol {protocol})")
+    if version not in ("v0.1", "v2.0"):
+        raise ConfigError(f"--protocol-version: must be v0.1 or v2.0, got {version!r}")
+    return "arena" if version == "v0.1" else "arena-v2"
+
+
+def _length_control(items, results, difficulty, fit) -> dict:
+    """The LC winrate over the items with a score (the mean of an item's weighted judgments)."""
+    sums = [[0.0, 0.0] for _ in items]
+    for result in results:
+        if result.model_score is not None:
+            sums[result.planned.item][0] += result.model_score * result.weight
+            sums[result.planned.item][1] += result.weight
+    preferences = [total / weight if weight else None for total, weight in sums]
+    return fit(preferences, [len(i.output) for i in items], [len(i.reference) for i in items], difficulty)
+
+
+def _load_instructions(items_lib, instructions: str | None, proto, *, need: bool):
     if instructions is None:
         if not need:
             return None
         if not proto.instructions_hub:
             raise ConfigError(f"--instructions FILE is required (protocol {proto.name} names no public set)")
-        return [row["instruction"] for row in items_lib.load_hub_rows(proto.instructions_hub, "instructions")]
+        return [items_lib.Instruction(row["instruction"])
+                for row in items_lib.load_hub_rows(proto.instructions_hub, "instructions")]
     if Path(instructions).exists() or not _looks_like_hub_id(instructions):
-        return items_lib.read_instructions(instructions)
-    return [row["instruction"] for row in
+        return items_lib.read_instruction_rows(instructions)
+    return [items_lib.Instruction(row["instruction"]) for row in
             items_lib.load_hub_rows({"id": instructions, "split": "train"}, "instructions")]
 
 
 def _load_reference(items_lib, reference: str | None, proto) -> tuple[dict, str]:
+    if reference is not None and Path(reference).is_dir():
+        return items_lib.read_category_references(reference, proto.baselines), str(reference)
     if reference is not None and (Path(reference).exists() or not _looks_like_hub_id(reference)):
         return items_lib.read_outputs(reference), str(reference)
     spec = {"id": reference, "split": "train"} if reference is not None else proto.reference_hub

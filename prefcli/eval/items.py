@@ -215,6 +215,33 @@ def load_hub_rows(spec: dict, what: str) -> list[dict]:
     return rows
 
 
+class CategoryReferences(dict):
+    """arena-hard-auto v2.0's per-category baselines: ``category -> OutputTable`` read from a ``model_answer``
+    directory (``MODEL.jsonl`` for each baseline MODEL the protocol names)."""
+
+    def for_category(self, category: str | None) -> dict:
+        return self.get(category, {})
+
+
+def read_category_references(directory: str | Path, baselines: dict[str, str]) -> CategoryReferences:
+    """Each category's baseline answers from ``directory/MODEL.jsonl``; ConfigError when the protocol names no
+    baselines or none of their files is there."""
+    directory = Path(directory)
+    if not baselines:
+        raise ConfigError(f"--reference {directory}: a directory needs a protocol with per-category baselines "
+                          "(--protocol-version v2.0); otherwise pass a file")
+    tables, read = CategoryReferences(), {}
+    for category, model in baselines.items():
+        file = directory / f"{model}.jsonl"
+        if file.is_file():
+            read.setdefault(model, read_outputs(file))
+            tables[category] = read[model]
+    if not tables:
+        raise ConfigError(f"--reference {directory}: none of the baseline files "
+                          f"{', '.join(sorted({m + '.jsonl' for m in baselines.values()}))} is there")
+    return tables
+
+
 def match_items(instructions: list[str] | list[Instruction] | None, outputs: dict, reference: dict, *,
                 outputs_source: str, reference_source: str, strict: bool = False,
                 warn: Callable[[str], None] | None = None) -> list[EvalItem]:
@@ -232,7 +259,10 @@ def match_items(instructions: list[str] | list[Instruction] | None, outputs: dic
     items, missing = [], {"output": [], "reference": []}
     for instruction in chosen:
         found = {}
-        for what, table, source in (("output", outputs, outputs_source), ("reference", reference, reference_source)):
+        reference_table = (reference.for_category(instruction.category) if isinstance(reference, CategoryReferences)
+                           else reference)
+        for what, table, source in (("output", outputs, outputs_source),
+                                    ("reference", reference_table, reference_source)):
             by_uid = getattr(table, "by_uid", {})
             if instruction.uid is not None and instruction.uid in by_uid:
                 found[what] = by_uid[instruction.uid]

@@ -290,18 +290,33 @@ def summarize(protocol: Protocol, items: list[EvalItem], results: list[JudgmentR
     }
 
 
-def judgment_rows(results: list[JudgmentResult]) -> list[dict]:
-    """One plain record per judgment, for ``OUTPUT/judgments.jsonl``."""
+def judgment_rows(results: list[JudgmentResult], items: list[EvalItem] | None = None) -> list[dict]:
+    """One plain record per judgment, for ``OUTPUT/judgments.jsonl``; with ``items``, each row also carries the
+    style features of the model's and the reference's answers (for style control in ``eval report``)."""
+    from prefcli.eval.style_control import style_features
+
+    styles: dict[int, dict] = {}
     rows = []
     for result in results:
         plan = result.planned
-        rows.append({
+        row = {
             "item": plan.item, "instruction": plan.instruction,
             "model_position": "first" if plan.model_first else "second", "status": result.status,
             "verdict": result.verdict.label if result.verdict else None,
             "model_score": result.model_score, "weight": result.weight if result.status != "failed" else 0,
             "attempts": result.attempts, "reused": result.reused, "error": result.error, "reply": result.reply,
-        })
+            "budget_raised_to": (result.usage or {}).get("budget_raised_to"),
+        }
+        if items is not None:
+            item = items[plan.item]
+            if plan.item not in styles:
+                styles[plan.item] = {"model": style_features(item.output),
+                                     "reference": style_features(item.reference),
+                                     "uid": item.uid, "category": item.category}
+            row.update({"uid": styles[plan.item]["uid"], "category": styles[plan.item]["category"],
+                        "model_style": styles[plan.item]["model"],
+                        "reference_style": styles[plan.item]["reference"]})
+        rows.append(row)
     return rows
 
 
