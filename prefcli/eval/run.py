@@ -24,7 +24,9 @@ summed in the summary, with the judge's ``system_fingerprint`` values.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import math
 import random
@@ -155,17 +157,21 @@ async def judge_all_async(planned: list[PlannedJudgment], *, protocol: Protocol,
             plan = planned[indices[0]]
             result = await _judge_one(plan, protocol=protocol, judge=judge, max_retries=max_retries,
                                       retry_delay=retry_delay, max_tokens=max_tokens, jitter=jitter)
-            store.record(plan.key, judge=judge.name, protocol=protocol.template_version,
-                         instruction=plan.instruction, output_1=plan.output_1, output_2=plan.output_2,
-                         model_first=plan.model_first, status=result.status, reply=result.reply,
-                         top_logprobs=result.top_logprobs, error=result.error, attempts=result.attempts,
-                         usage=result.usage)
+            # committed before the result is reported, on the writer thread: the event loop keeps the other
+            # calls moving while SQLite writes
+            await loop.run_in_executor(writer, functools.partial(
+                store.record, plan.key, judge=judge.name, protocol=protocol.template_version,
+                instruction=plan.instruction, output_1=plan.output_1, output_2=plan.output_2,
+                model_first=plan.model_first, status=result.status, reply=result.reply,
+                top_logprobs=result.top_logprobs, error=result.error, attempts=result.attempts, usage=result.usage))
             for position, index in enumerate(indices):
                 results[index] = JudgmentResult(planned[index], result.status, result.verdict, result.reply,
                                                  result.error, result.attempts,
                                                  usage=result.usage if position == 0 else None)
                 notify(results[index])
 
+    loop = asyncio.get_running_loop()
+    writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefcli-store")
     tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, min(concurrency, len(to_call))))]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -175,6 +181,7 @@ async def judge_all_async(planned: list[PlannedJudgment], *, protocol: Protocol,
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        writer.shutdown(wait=True)  # a write already started finishes before the store is closed
         await judge.aclose()
     return results  # type: ignore[return-value]
 

@@ -115,7 +115,8 @@ class JudgmentStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = acquire_store_lock(self.path)
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            # check_same_thread=False: the judging loop commits from one writer thread (never two at once)
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
