@@ -95,3 +95,21 @@ def test_lc_difficulty_file_selects_the_difficulty_glm(tmp_path):
     assert code == 0, text
     results = read_results(tmp_path / "run")
     assert results["lc_glm"] == "length_controlled_noreg" and "instruction_difficulty" in results["lc_features"]
+
+
+def test_a_judge_echoing_the_key_leaves_it_nowhere(tmp_path, monkeypatch):
+    secret = "sk-echo-cli-3e7a-never-print-me"
+    monkeypatch.setenv("PREFCLI_TEST_ECHO_KEY", secret)
+    outputs, reference = write_pairs(tmp_path / "data", [("FAULT-ECHO-KEY Q1", "a q=5", "b q=2"),
+                                                          ("FAULT-ECHO-KEY Q2", "c q=1", "d q=3")])
+    with FaultyJudgeServer(require_key=secret) as server:
+        code, text = invoke_cli(["eval", "arena", *judge_args(server, outputs, reference, tmp_path / "run"),
+                                 "--judge-key-env", "PREFCLI_TEST_ECHO_KEY", "--max-retries", "0",
+                                 "--max-failed-frac", "1"])
+    assert code == 0, text
+    assert secret not in text
+    rows = [json.loads(line) for line in (tmp_path / "run" / "judgments.jsonl").read_text().splitlines()]
+    assert any("Bearer ***" in (row["reply"] or row["error"] or "") for row in rows)
+    for file in (tmp_path / "run").rglob("*"):
+        if file.is_file():
+            assert secret.encode() not in file.read_bytes(), file

@@ -91,7 +91,9 @@ def _judged_command(protocol_name: str):
                                                     "protocol's max tokens per judge reply."),
         seed: int = typer.Option(0, "--seed", help="Seeds the order randomization, generation and bootstrap."),
         store: Path | None = typer.Option(None, "--store", help="Judgment store (default "
-                                          "OUTPUT/judgments.sqlite)."),
+                                          "OUTPUT/judgments.sqlite). One run at a time per store: a second run "
+                                          "on the same store stops at once (exit 2) instead of paying the judge "
+                                          "twice; rerun it after the first ends to reuse its judgments."),
         limit: int | None = typer.Option(None, "--limit", min=1, help="Judge only the first N items."),
         bootstrap_rounds: int = typer.Option(1000, "--bootstrap-rounds", min=10, help="Bootstrap resamples."),
         max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1, help="Generation (--model)."),
