@@ -62,7 +62,6 @@ def time_bare_client(base_url: str, items, concurrency: int) -> float:
     from openai import AsyncOpenAI
 
     from prefcli.eval.protocols import load_protocol
-
     from prefcli.eval.run import plan_judgments
 
     protocol = load_protocol("alpaca")

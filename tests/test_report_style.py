@@ -47,7 +47,8 @@ def test_style_control_over_runs_equals_a_direct_fit(tmp_path):
     assert group["baseline"] == "base" and set(group["models"]) == {"styled", "plain"}
     battles = []
     for name in ("plain", "styled"):
-        outputs = {row["instruction"]: row["output"] for row in json.loads((tmp_path / "data" / f"{name}.json").read_text())}
+        rows = json.loads((tmp_path / "data" / f"{name}.json").read_text())
+        outputs = {row["instruction"]: row["output"] for row in rows}
         for line in (runs[name] / "judgments.jsonl").read_text().splitlines():
             row = json.loads(line)
             battles += [Battle(name, row["model_score"], style_features(outputs[row["instruction"]]),

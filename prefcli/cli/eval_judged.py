@@ -113,17 +113,9 @@ def _run_judged(*, output: Path, judge: list[str], model, outputs, instructions,
                 judge_key_env, judge_prompt, protocol, protocol_version, concurrency, timeout, max_retries,
                 retry_delay, max_failed_frac, judge_max_tokens, seed, store, limit, bootstrap_rounds, max_new_tokens,
                 temperature, top_p, batch_size, backend, strict, price_in, price_out, lc_difficulty) -> None:
-    from prefcli import __version__
-    from prefcli.data.atomic import atomic_open, write_json
-    from prefcli.data.sidecar import file_checksum, write_sidecar
-    from prefcli.eval import items as items_lib
-    from prefcli.eval.judges import DEMO_LABEL, judge_kind, make_judge
+    from prefcli.eval.judges import judge_kind
     from prefcli.eval.protocols import load_protocol
-    from prefcli.eval.run import judge_all, judgment_rows, plan_judgments, summarize
-    from prefcli.eval.store import JudgmentStore
-
-    from prefcli.eval.length_control import average_lengths, length_controlled_winrate, read_difficulty
-    from prefcli.eval.usage import usage_summary
+    from prefcli.eval.store import acquire_store_lock
 
     if (model is None) == (outputs is None):
         raise ConfigError("pass exactly one of --model (generate the outputs) or --outputs FILE")
@@ -147,6 +139,27 @@ def _run_judged(*, output: Path, judge: list[str], model, outputs, instructions,
         raise ConfigError(f"--output: {blocking} is a file, not a directory")
     output.mkdir(parents=True, exist_ok=True)
     store_path = store or output / "judgments.sqlite"
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    store_lock = acquire_store_lock(store_path)  # before any work: a second run on this store stops here
+    try:
+        _judge_locked(**locals())
+    finally:
+        store_lock.close()
+
+
+def _judge_locked(*, output, judges, judge, kind, model, outputs, instructions, reference, judge_model, api_key,
+                  proto, concurrency, timeout, max_retries, retry_delay, max_failed_frac, judge_max_tokens, seed,
+                  store_path, store_lock, limit, bootstrap_rounds, max_new_tokens, temperature, top_p, batch_size,
+                  backend, strict, price_in, price_out, lc_difficulty, protocol_version, **_) -> None:
+    from prefcli import __version__
+    from prefcli.data.atomic import atomic_open, write_json
+    from prefcli.data.sidecar import file_checksum, write_sidecar
+    from prefcli.eval import items as items_lib
+    from prefcli.eval.judges import DEMO_LABEL, make_judge
+    from prefcli.eval.length_control import average_lengths, length_controlled_winrate, read_difficulty
+    from prefcli.eval.run import judge_all, judgment_rows, plan_judgments, summarize
+    from prefcli.eval.store import JudgmentStore
+    from prefcli.eval.usage import usage_summary
 
     instruction_rows = _load_instructions(items_lib, instructions, proto, need=model is not None)
     if limit and instruction_rows is not None:
@@ -178,7 +191,7 @@ def _run_judged(*, output: Path, judge: list[str], model, outputs, instructions,
         err_console.print(f"[yellow]--judge {judge} is a {DEMO_LABEL}[/yellow]")
     planned = plan_judgments(proto, items, judge_name=judge_impl.name, seed=seed)
 
-    with JudgmentStore(store_path) as judgment_store, progress_bar() as bar:
+    with JudgmentStore(store_path, lock=store_lock) as judgment_store, progress_bar() as bar:
         task = bar.add_task(f"judging ({proto.name})", total=len(planned), status="")
         tallies = {"ok": 0, "failed": 0, "identical": 0}
 

@@ -5,7 +5,9 @@ files need only ``instruction``. arena-hard-auto's own files are read as they ar
 ``category``, ``prompt``; v0.1: ``question_id``, ``turns``) as instructions and ``model_answer/*.jsonl`` (``uid``,
 ``model``, ``messages`` whose last assistant ``content`` is a string or ``{"answer": ...}``; v0.1: ``question_id``,
 ``model_id``, ``choices[0].turns``) as outputs or reference, matched by ``uid``. Instructions missing from the
-outputs or the reference are left out with one line saying how many (``--strict`` refuses). The public sets (AlpacaEval, Arena-Hard) load from the hub when no file is given
+outputs or the reference are left out with one line saying how many (``--strict`` refuses).
+
+The public sets (AlpacaEval, Arena-Hard) load from the hub when no file is given
 and the network is there. With ``--model`` the outputs are generated with :func:`prefcli.generate.generate_outputs`
 and saved as ``OUTPUT/outputs.json`` (plus its ``.meta.json``), reused by a rerun with the same model, parameters and
 instructions.

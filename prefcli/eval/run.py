@@ -14,8 +14,9 @@ stored as a result; rows stored that way by older versions are judged again.
 
 Truncated replies. A reply cut at ``max_tokens`` (``finish_reason == "length"``) is not read for a verdict unless
 the protocol says ``verdict.truncated: accept`` (AlpacaEval's one-token replies), since its last tag need not be the
-final verdict. Such a reply, or one with empty content, is not sent again unchanged: the next attempt doubles the reply budget (up to ``MAX_BUDGET_FACTOR``
-times the protocol's), at once, without backoff; the judgment records the budget it ended with.
+final verdict. Such a reply, or one with empty content, is not sent again unchanged: the next attempt doubles the
+reply budget (up to ``MAX_BUDGET_FACTOR`` times the protocol's), at once, without backoff; the judgment records the
+budget it ended with.
 
 Token counts. Each call's ``usage`` (prompt and completion tokens, over all its attempts) is kept in the store and
 summed in the summary, with the judge's ``system_fingerprint`` values.

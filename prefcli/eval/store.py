@@ -105,7 +105,9 @@ class StoredJudgment:
 class JudgmentStore:
     """``with JudgmentStore(path) as store: ...``; every ``record_*`` call is committed before it returns."""
 
-    def __init__(self, path: str | Path, *, readonly: bool = False):
+    def __init__(self, path: str | Path, *, readonly: bool = False, lock=None):
+        """``lock``: a lock from :func:`acquire_store_lock` taken earlier (e.g. before generating outputs); the
+        store then owns it and releases it on close."""
         self.path = Path(path)
         if readonly:
             if not self.path.is_file():
@@ -113,7 +115,7 @@ class JudgmentStore:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0, isolation_level=None)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = acquire_store_lock(self.path)
+        self._lock = lock if lock is not None else acquire_store_lock(self.path)
         try:
             # check_same_thread=False: the judging loop commits from one writer thread (never two at once)
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
