@@ -94,7 +94,7 @@ CASES = [
     Case("judge-several-kinds", ("eval", "alpaca", *_RUN, "--judge", "rule:length"),
          "several values must all be http(s):// URLs", setup=_pairs(), absent=("{tmp}/run",)),
     Case("judge-output-is-a-file", ("eval", "alpaca", *_RUN[:-6], "--output", "{tmp}/out.json"),
-         "--output: {tmp}/out.json is a file", setup=_pairs(), unchanged=("{tmp}/out.json",)),
+         "--output {tmp}/out.json: is an existing file", setup=_pairs(), unchanged=("{tmp}/out.json",)),
     Case("judge-lc-difficulty-missing-item",
          ("eval", "alpaca", *_RUN, "--lc-difficulty", "{tmp}/d.csv"), "d.csv: instruction: no difficulty for",
          setup=_with_file("d.csv", "instruction,instruction_difficulty\nQ0,1.0\n", _pairs()),
@@ -109,7 +109,7 @@ CASES = [
     Case("compare-not-a-run", ("eval", "compare", "{tmp}/a", "{tmp}/nowhere", "--output", "{tmp}/cmp"),
          "nowhere/results.json: not found", setup=_two_runs({}), absent=("{tmp}/cmp",)),
     Case("compare-output-is-a-file", ("eval", "compare", "{tmp}/a", "{tmp}/b", "--output", "{tmp}/file/cmp"),
-         "--output: {tmp}/file is a file", setup=_two_runs({}), unchanged=("{tmp}/file",)),
+         "--output {tmp}/file/cmp: {tmp}/file is a file", setup=_two_runs({}), unchanged=("{tmp}/file",)),
     Case("judge-store-in-use", ("eval", "alpaca", *_RUN), "another prefcli eval run",
          setup=_locked_store(_pairs()), absent=("{tmp}/run/results.json",)),
 ]

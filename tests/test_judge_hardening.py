@@ -3,6 +3,7 @@ truncated replies, an echoed API key, token usage, several endpoints of one judg
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sys
@@ -16,7 +17,7 @@ from judge_servers import FaultyJudgeServer
 from prefcli.eval.items import EvalItem
 from prefcli.eval.judges import make_judge
 from prefcli.eval.protocols import MalformedScore, load_protocol
-from prefcli.eval.run import judge_all, judgment_rows, plan_judgments, summarize
+from prefcli.eval.run import judge_all_async, judgment_rows, plan_judgments, summarize
 from prefcli.eval.store import JudgmentStore
 from prefcli.eval.usage import usage_summary
 
@@ -29,9 +30,16 @@ def run(protocol, server_or_urls, store_path, its, *, key=None, max_tokens=None,
     urls = server_or_urls if isinstance(server_or_urls, list) else [server_or_urls.base_url]
     judge = make_judge(urls, protocol=protocol, model="judge", api_key=key, timeout=5)
     planned = plan_judgments(protocol, its, judge_name=judge.name, seed=0)
+
+    async def judged():
+        try:
+            return await judge_all_async(planned, protocol=protocol, judge=judge, store=store, concurrency=4,
+                                         max_retries=max_retries, retry_delay=0.01, max_tokens=max_tokens)
+        finally:
+            await judge.aclose()
+
     with JudgmentStore(store_path) as store:
-        return judge_all(planned, protocol=protocol, judge=judge, store=store, concurrency=4,
-                         max_retries=max_retries, retry_delay=0.01, max_tokens=max_tokens), judge
+        return asyncio.run(judged()), judge
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), 1000.0, "high", None.__class__])

@@ -70,3 +70,29 @@ def test_runs_without_style_features_are_noted(tmp_path):
     observations, _ = collect([str(runs["styled"]), str(runs["plain"])])
     groups, notes = style_control_groups(observations, rounds=5)
     assert set(groups[0]["models"]) == {"styled"} and "written before style features" in notes[0]
+
+
+def test_eval_report_shows_style_control_and_the_lc_column(tmp_path):
+    runs = arena_runs(tmp_path)
+    pairs = [{"instruction": f"A{i}", "output": f"{'word ' * (i % 6 + 1)}q={i % 7 + 1}", "generator": "policy"}
+             for i in range(12)]
+    reference = [{"instruction": f"A{i}", "output": f"ref q={(i * 3) % 7 + 1}", "generator": "base"}
+                 for i in range(12)]
+    (tmp_path / "data" / "a_out.json").write_text(json.dumps(pairs))
+    (tmp_path / "data" / "a_ref.json").write_text(json.dumps(reference))
+    with FaultyJudgeServer() as server:
+        code, text = invoke_cli(["eval", "alpaca", "--outputs", tmp_path / "data" / "a_out.json", "--reference",
+                                 tmp_path / "data" / "a_ref.json", "--judge", server.base_url, "--judge-model",
+                                 "judge", "--output", runs["styled"] / "alpaca"])
+        assert code == 0, text
+    code, text = invoke_cli(["eval", "report", runs["styled"], runs["plain"], "--output", tmp_path / "report",
+                             "--style-rounds", "20"])
+    assert code == 0, text
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    lc = json.loads((runs["styled"] / "alpaca" / "results.json").read_text())["lc_winrate"]
+    assert "AlpacaEval LC WR" in [column["label"] for column in report["columns"]]
+    assert f"{lc:.2f}" in markdown
+    group = report["style_control"]["groups"][0]
+    assert set(group["models"]) == {"styled", "plain"} and group["rounds"] == 20
+    assert "## Style control (Arena-Hard)" in markdown and "style control" in text.lower()

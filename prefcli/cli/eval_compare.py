@@ -28,12 +28,10 @@ def compare_command(
     seed: int = typer.Option(0, "--seed", help="Seeds the bootstrap and the permutation test."),
 ) -> None:
     from prefcli.data.atomic import write_json
-    from prefcli.errors import ConfigError
     from prefcli.eval.compare import compare_runs
+    from prefcli.eval.paths import check_output_dir
 
-    blocking = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise ConfigError(f"--output: {blocking} is a file, not a directory")
+    check_output_dir(output)
     result = compare_runs(run_a, run_b, bootstrap_rounds=bootstrap_rounds, permutation_rounds=permutation_rounds,
                           seed=seed)
     output.mkdir(parents=True, exist_ok=True)

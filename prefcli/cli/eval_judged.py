@@ -3,15 +3,28 @@ with every judge call kept in a durable store so nothing is lost or paid for twi
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
-import sys
+import sqlite3
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
-from prefcli.errors import ConfigError, JudgeError
+from prefcli.errors import ConfigError, DataError, JudgeError
+from prefcli.eval.judged import (
+    JudgedEval,
+    JudgedEvalSettings,
+    check_settings,
+    collect_inputs,
+    evaluate_judged,
+    lock_store,
+    open_judge,
+)
+from prefcli.eval.judges import DEMO_LABEL, judge_kind
+from prefcli.eval.model_outputs import GenerationSettings
+from prefcli.eval.store import JudgmentStore
 
 _HELP = {
     "alpaca": (
@@ -42,8 +55,8 @@ def _judged_command(protocol_name: str):
                                     "outputs.json (with --model) and the default store."),
         judge: list[str] = typer.Option(..., "--judge", help="OpenAI-compatible base URL (http://127.0.0.1:8000/v1), "
                                         "hf:PATH (local HF model) or rule:length (DEMO judge: prefers the longer "
-                                        "output). Repeat with several URLs of one judge model to spread calls by "
-                                        "load."),
+                                        "output). Repeat with several URLs of one judge model to spread the calls "
+                                        "by load."),
         model: Path | None = typer.Option(None, "--model", help="Model directory to generate outputs with "
                                           "(saved to OUTPUT/outputs.json, reused on rerun)."),
         outputs: Path | None = typer.Option(None, "--outputs", help="Model outputs: alpaca_eval format (JSON "
@@ -59,14 +72,6 @@ def _judged_command(protocol_name: str):
                                              "(default: the public baseline from the hub)."),
         strict: bool = typer.Option(False, "--strict", help="Refuse when an instruction has no model output or "
                                     "no reference output (default: leave it out, with one line saying how many)."),
-        price_in: float | None = typer.Option(None, "--price-in", min=0.0, help="Judge price per million prompt "
-                                              "tokens (with --price-out: a cost estimate in results.json)."),
-        price_out: float | None = typer.Option(None, "--price-out", min=0.0, help="Judge price per million "
-                                               "completion tokens."),
-        lc_difficulty: Path | None = typer.Option(None, "--lc-difficulty", help="CSV of per-instruction "
-                                                  "difficulty (alpaca_eval's instruction_difficulty.csv): the "
-                                                  "length-controlled GLM then also uses it (length_controlled_noreg"
-                                                  "); without it: length_controlled_minimal."),
         judge_model: str | None = typer.Option(None, "--judge-model", help="Model name the judge server "
                                                "expects (required with a URL)."),
         judge_key_env: str | None = typer.Option(None, "--judge-key-env", help="Name of the environment "
@@ -79,6 +84,15 @@ def _judged_command(protocol_name: str):
         protocol_version: str | None = typer.Option(None, "--protocol-version", help="arena: v0.1 (default, "
                                                     "comparable with earlier runs) or v2.0 (arena-hard-auto v2.0 "
                                                     "prompts, per-category baselines and verdict parsing)."),
+        price_in: float | None = typer.Option(None, "--price-in", min=0.0, help="Judge price in USD per million "
+                                              "prompt tokens (with --price-out: a cost estimate in results.json)."),
+        price_out: float | None = typer.Option(None, "--price-out", min=0.0, help="Judge price in USD per "
+                                               "million completion tokens."),
+        lc_difficulty: Path | None = typer.Option(None, "--lc-difficulty", help="CSV of per-instruction "
+                                                  "difficulty (alpaca_eval's instruction_difficulty.csv, or columns "
+                                                  "instruction,instruction_difficulty): the length-controlled GLM "
+                                                  "then uses it (length_controlled_noreg); without it: "
+                                                  "length_controlled_minimal."),
         concurrency: int = typer.Option(8, "--concurrency", min=1, help="Judge calls in flight."),
         timeout: float = typer.Option(120.0, "--timeout", min=0.1, help="Seconds per judge call."),
         max_retries: int = typer.Option(3, "--max-retries", min=0, help="Retries per call (429, 5xx, "
@@ -102,157 +116,93 @@ def _judged_command(protocol_name: str):
         batch_size: int = typer.Option(8, "--batch-size", min=1, help="Generation batch size."),
         backend: str = typer.Option("hf", "--backend", help="Generation backend: hf or vllm."),
     ) -> None:
-        settings = dict(locals())
-        _run_judged(**settings)
+        settings = JudgedEvalSettings(
+            output=output, judge=tuple(judge), protocol=protocol, protocol_version=protocol_version, model=model,
+            outputs=outputs, strict=strict, price_in=price_in, price_out=price_out, lc_difficulty=lc_difficulty,
+            instructions=instructions, reference=reference, judge_model=judge_model, judge_key_env=judge_key_env,
+            judge_prompt=judge_prompt, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+            retry_delay=retry_delay, max_failed_frac=max_failed_frac, judge_max_tokens=judge_max_tokens, seed=seed,
+            store=store, limit=limit, bootstrap_rounds=bootstrap_rounds,
+            generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                          batch_size=batch_size, seed=seed, backend=backend))
+        _print_evaluation(settings, _evaluate(settings))
 
     command.__name__ = f"eval_{protocol_name}"
     return command
 
 
-def _run_judged(*, output: Path, judge: list[str], model, outputs, instructions, reference, judge_model,
-                judge_key_env, judge_prompt, protocol, protocol_version, concurrency, timeout, max_retries,
-                retry_delay, max_failed_frac, judge_max_tokens, seed, store, limit, bootstrap_rounds, max_new_tokens,
-                temperature, top_p, batch_size, backend, strict, price_in, price_out, lc_difficulty) -> None:
-    from prefcli.eval.judges import judge_kind
-    from prefcli.eval.protocols import load_protocol
-    from prefcli.eval.store import acquire_store_lock
+def _evaluate(settings: JudgedEvalSettings) -> JudgedEval:
+    """Run the library pipeline with a generation bar and a judging bar."""
+    with progress_bar(transient=True) as bar:
+        generating = None
 
-    if (model is None) == (outputs is None):
-        raise ConfigError("pass exactly one of --model (generate the outputs) or --outputs FILE")
-    judges = list(judge)
-    kinds = {judge_kind(spec) for spec in judges}
-    if len(judges) > 1 and kinds != {"openai"}:
-        raise ConfigError("--judge: several values must all be http(s):// URLs of one judge model")
-    kind = kinds.pop()
-    judge = " ".join(judges)
-    if (price_in is None) != (price_out is None):
-        raise ConfigError("--price-in and --price-out go together (USD per million prompt / completion tokens)")
-    protocol = _versioned_protocol(protocol, protocol_version)
-    api_key = None
-    if judge_key_env:
-        api_key = os.environ.get(judge_key_env)
-        if not api_key:
-            raise ConfigError(f"--judge-key-env: the environment variable {judge_key_env} is not set")
-    proto = load_protocol(protocol, judge_prompt=judge_prompt)
-    blocking = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise ConfigError(f"--output: {blocking} is a file, not a directory")
-    output.mkdir(parents=True, exist_ok=True)
-    store_path = store or output / "judgments.sqlite"
-    store_path.parent.mkdir(parents=True, exist_ok=True)
-    store_lock = acquire_store_lock(store_path)  # before any work: a second run on this store stops here
+        def generation_progress(done: int, total: int) -> None:
+            nonlocal generating
+            if generating is None:
+                generating = bar.add_task("generating", total=total, status="")
+            bar.update(generating, completed=done)
+
+        protocol = check_settings(settings)
+        store_lock = lock_store(settings)  # before any work: a second run on this store stops here
+        try:
+            inputs = collect_inputs(settings, protocol, generation_progress)
+        except BaseException:
+            store_lock.close()
+            raise
+    if inputs.outputs_reused is not None:
+        err_console.print(f"{'reused' if inputs.outputs_reused else 'wrote'} {inputs.outputs_source}")
+    if inputs.left_out:
+        err_console.print(f"[yellow]{inputs.left_out}[/yellow]", highlight=False)
     try:
-        _judge_locked(**locals())
-    finally:
+        judge = open_judge(settings, protocol)
+    except BaseException:
         store_lock.close()
-
-
-def _judge_locked(*, output, judges, judge, kind, model, outputs, instructions, reference, judge_model, api_key,
-                  proto, concurrency, timeout, max_retries, retry_delay, max_failed_frac, judge_max_tokens, seed,
-                  store_path, store_lock, limit, bootstrap_rounds, max_new_tokens, temperature, top_p, batch_size,
-                  backend, strict, price_in, price_out, lc_difficulty, protocol_version, **_) -> None:
-    from prefcli import __version__
-    from prefcli.data.atomic import atomic_open, write_json
-    from prefcli.data.sidecar import file_checksum, write_sidecar
-    from prefcli.eval import items as items_lib
-    from prefcli.eval.judges import DEMO_LABEL, make_judge
-    from prefcli.eval.length_control import average_lengths, length_controlled_winrate, read_difficulty
-    from prefcli.eval.run import judge_all, judgment_rows, plan_judgments, summarize
-    from prefcli.eval.store import JudgmentStore
-    from prefcli.eval.usage import usage_summary
-
-    instruction_rows = _load_instructions(items_lib, instructions, proto, need=model is not None)
-    if limit and instruction_rows is not None:
-        instruction_rows = instruction_rows[:limit]
-    instruction_list = None if instruction_rows is None else [row.text for row in instruction_rows]
-    ref_table, reference_source = _load_reference(items_lib, reference, proto)
-    generation = None
-    if model is not None:
-        generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
-                      "batch_size": batch_size, "seed": seed, "backend": backend}
-        with progress_bar(transient=True) as bar:
-            task = bar.add_task("generating", total=len(instruction_list), status="")
-            out_table, reused = items_lib.generate_model_outputs(
-                model, instruction_list, output / "outputs.json", generation=generation,
-                progress=lambda done: bar.update(task, completed=done))
-        err_console.print(f"{'reused' if reused else 'wrote'} {output / 'outputs.json'}")
-        outputs_source = str(output / "outputs.json")
-    else:
-        out_table, outputs_source = items_lib.read_outputs(outputs), str(outputs)
-    items = items_lib.match_items(instruction_rows, out_table, ref_table, outputs_source=outputs_source,
-                                  reference_source=reference_source, strict=strict,
-                                  warn=lambda line: err_console.print(f"[yellow]{line}[/yellow]", highlight=False))
-    if limit:
-        items = items[:limit]
-    difficulty = read_difficulty(lc_difficulty, [i.instruction for i in items]) if lc_difficulty else None
-
-    judge_impl = make_judge(judges, protocol=proto, model=judge_model, api_key=api_key, timeout=timeout)
-    if judge_impl.is_demo:
-        err_console.print(f"[yellow]--judge {judge} is a {DEMO_LABEL}[/yellow]")
-    planned = plan_judgments(proto, items, judge_name=judge_impl.name, seed=seed)
-
-    with JudgmentStore(store_path, lock=store_lock) as judgment_store, progress_bar() as bar:
-        task = bar.add_task(f"judging ({proto.name})", total=len(planned), status="")
+        raise
+    if judge.is_demo:
+        err_console.print(f"[yellow]--judge {settings.judge_label} is a {DEMO_LABEL}[/yellow]")
+    total = len(inputs.items) * (2 if protocol.order == "both" else 1)
+    with progress_bar() as bar:
+        task = bar.add_task(f"judging ({protocol.name})", total=total, status="")
         tallies = {"ok": 0, "failed": 0, "identical": 0}
 
         def on_result(result) -> None:
             tallies[result.status] += 1
             bar.update(task, advance=1, status=f"ok {tallies['ok']} failed {tallies['failed']}")
 
-        results = judge_all(planned, protocol=proto, judge=judge_impl, store=judgment_store,
-                            concurrency=concurrency, max_retries=max_retries, retry_delay=retry_delay,
-                            max_tokens=judge_max_tokens, on_result=on_result)
-        failures = judgment_store.failures(3)
+        async def judge_and_close() -> JudgedEval:
+            try:
+                return await evaluate_judged(settings, inputs, judge=judge, on_result=on_result,
+                                             store_lock=store_lock)
+            finally:
+                store_lock.close()
+                await judge.aclose()
 
-    summary = summarize(proto, items, results, seed=seed, bootstrap_rounds=bootstrap_rounds)
-    summary.update(_length_control(items, results, difficulty, length_controlled_winrate))
-    summary.update(average_lengths([i.output for i in items], [i.reference for i in items]))
-    summary["usage"] = usage_summary(results, price_in=price_in, price_out=price_out)
-    summary["protocol_version"] = protocol_version or ("v0.1" if proto.name == "arena" else None)
-    judge_label = f"{judge} ({'demo judge' if judge_impl.is_demo else kind})"
-    summary.update({
-        "judge": f"{judge} (demo judge)" if judge_impl.is_demo else judge,
-        "judge_model": judge_impl.name,
-        "demo_judge": bool(judge_impl.is_demo),
-        "judge_note": DEMO_LABEL if judge_impl.is_demo else None,
-        "model": str(model) if model is not None else items[0].generator if items else None,
-        "reference": items[0].reference_generator if items else None,
-        "generation": generation,
-        "max_failed_frac": max_failed_frac,
-        "store": str(store_path),
-        "prefcli_version": __version__,
-    })
-    write_json(output / "results.json", summary)
-    with atomic_open(output / "judgments.jsonl") as handle:
-        for row in judgment_rows(results, items):
-            handle.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
-    inputs = {name: file_checksum(path) for name, path in
-              (("outputs", outputs_source), ("reference", reference_source), ("instructions", instructions))
-              if path and Path(path).is_file()}
-    write_sidecar(output / "results.json", seed=seed, inputs=inputs, argv=["prefcli", *sys.argv[1:]],
-                  config={"protocol": proto.source, "template_version": proto.template_version, "judge": judge,
-                          "judge_model": judge_model, "concurrency": concurrency, "timeout": timeout,
-                          "max_retries": max_retries, "judge_max_tokens": judge_max_tokens},
-                  counts={k: summary[k] for k in ("n", "judgments", "judged", "failed", "identical", "reused")})
+        return asyncio.run(judge_and_close())
 
+
+def _print_evaluation(settings: JudgedEvalSettings, evaluation: JudgedEval) -> None:
+    summary = evaluation.summary
+    protocol_label = f"{summary['protocol']} ({summary['template_version']})"
+    kind = "demo judge" if summary["demo_judge"] else judge_kind(settings.judge_specs[0])
     ci = summary["ci95"] or [None, None]
     rows = [
-        ("protocol", f"{proto.name} ({proto.template_version})"),
-        ("judge", judge_label),
+        ("protocol", protocol_label),
+        ("judge", f"{settings.judge_label} ({kind})"),
         ("items", summary["n"]),
         ("winrate %", summary["winrate"] if summary["winrate"] is not None else "n/a"),
         ("95% CI %", f"[{ci[0]}, {ci[1]}]" if ci[0] is not None else "n/a"),
-        (f"LC winrate % ({summary['lc_glm']})", summary["lc_winrate"] if summary["lc_winrate"] is not None
-         else f"n/a ({summary['lc_note']})"),
         ("avg length model / reference", f"{summary['avg_length']} / {summary['reference_avg_length']}"),
         ("wins / losses / ties", f"{summary['wins']} / {summary['losses']} / {summary['ties']}"),
         ("failed judgments", summary["failed"]),
         ("identical outputs (no call)", summary["identical"]),
         ("reused from store", summary["reused"]),
     ]
+    if summary["order"] == "random":
+        rows.insert(5, (f"LC winrate % ({summary['lc_glm']})", summary["lc_winrate"]
+                        if summary["lc_winrate"] is not None else f"n/a ({summary['lc_note']})"))
     if summary["logprob_weighted"]:
         rows.append(("log-prob weighted", summary["logprob_weighted"]))
-    if proto.order == "both":
+    if summary["order"] == "both":
         rows.append(("flip rate %", summary["flip_rate"] if summary["flip_rate"] is not None else "n/a"))
     usage = summary["usage"]
     if usage["prompt_tokens"] or usage["completion_tokens"]:
@@ -260,83 +210,29 @@ def _judge_locked(*, output, judges, judge, kind, model, outputs, instructions, 
         rows.append(("judge tokens in / out", f"{usage['prompt_tokens']} / {usage['completion_tokens']}{cost}"))
     if usage["budget_raised"]:
         rows.append(("replies retried with a larger budget", usage["budget_raised"]))
-    rows.append(("results", str(output / "results.json")))
-    console.print(summary_table(f"prefcli eval {proto.name}", rows))
-    if summary["failed_frac"] > max_failed_frac:
-        for error, reply in failures:
+    rows.append(("results", str(evaluation.results_file)))
+    console.print(summary_table(f"prefcli eval {summary['protocol']}", rows))
+    if evaluation.too_many_failed:
+        for error, reply in evaluation.failures:
             err_console.print(f"  last failure: {error}" + (f"; reply {reply[:80]!r}" if reply else ""),
                               highlight=False)
         raise JudgeError(f"{summary['failed']} of {summary['judgments'] - summary['identical']} judgments failed "
-                         f"({100 * summary['failed_frac']:.1f}% > --max-failed-frac {max_failed_frac}); results.json "
-                         "counts them as failed; rerun the same command to retry only those")
-
-
-def _versioned_protocol(protocol: str, version: str | None) -> str:
-    if version is None:
-        return protocol
-    if protocol not in ("arena", "arena-v2"):
-        raise ConfigError(f"--protocol-version: only the arena protocol has versions (got --protocol {protocol})")
-    if version not in ("v0.1", "v2.0"):
-        raise ConfigError(f"--protocol-version: must be v0.1 or v2.0, got {version!r}")
-    return "arena" if version == "v0.1" else "arena-v2"
-
-
-def _length_control(items, results, difficulty, fit) -> dict:
-    """The LC winrate over the items with a score (the mean of an item's weighted judgments)."""
-    sums = [[0.0, 0.0] for _ in items]
-    for result in results:
-        if result.model_score is not None:
-            sums[result.planned.item][0] += result.model_score * result.weight
-            sums[result.planned.item][1] += result.weight
-    preferences = [total / weight if weight else None for total, weight in sums]
-    return fit(preferences, [len(i.output) for i in items], [len(i.reference) for i in items], difficulty)
-
-
-def _load_instructions(items_lib, instructions: str | None, proto, *, need: bool):
-    if instructions is None:
-        if not need:
-            return None
-        if not proto.instructions_hub:
-            raise ConfigError(f"--instructions FILE is required (protocol {proto.name} names no public set)")
-        return [items_lib.Instruction(row["instruction"])
-                for row in items_lib.load_hub_rows(proto.instructions_hub, "instructions")]
-    if Path(instructions).exists() or not _looks_like_hub_id(instructions):
-        return items_lib.read_instruction_rows(instructions)
-    return [items_lib.Instruction(row["instruction"]) for row in
-            items_lib.load_hub_rows({"id": instructions, "split": "train"}, "instructions")]
-
-
-def _load_reference(items_lib, reference: str | None, proto) -> tuple[dict, str]:
-    if reference is not None and Path(reference).is_dir():
-        return items_lib.read_category_references(reference, proto.baselines), str(reference)
-    if reference is not None and (Path(reference).exists() or not _looks_like_hub_id(reference)):
-        return items_lib.read_outputs(reference), str(reference)
-    spec = {"id": reference, "split": "train"} if reference is not None else proto.reference_hub
-    if not spec:
-        raise ConfigError(f"--reference FILE is required (protocol {proto.name} names no public reference)")
-    rows = items_lib.load_hub_rows(spec, "reference outputs")
-    if any(not isinstance(row["output"], str) for row in rows):
-        raise ConfigError(f"{spec['id']}: rows have no 'output' field; pass --reference FILE")
-    return {row["instruction"]: (row["output"], str(row["generator"])) for row in rows}, spec["id"]
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.endswith((".json", ".jsonl"))
+                         f"({100 * summary['failed_frac']:.1f}% > --max-failed-frac {settings.max_failed_frac}); "
+                         "results.json counts them as failed; rerun the same command to retry only those")
 
 
 def status_command(
     run_dir: Path = typer.Argument(..., help="Run directory (holds judgments.sqlite and results.json)."),
     store: Path | None = typer.Option(None, "--store", help="Judgment store (default DIR/judgments.sqlite)."),
 ) -> None:
-    from rich.table import Table
-
-    from prefcli.eval.store import JudgmentStore
-
     store_path = store or run_dir / "judgments.sqlite"
+    results = _read_results(run_dir / "results.json")
     with JudgmentStore(store_path, readonly=True) as judgment_store:
-        groups = judgment_store.counts()
-        failures = judgment_store.failures(3)
+        try:
+            groups = judgment_store.counts()
+            failures = judgment_store.failures(3)
+        except sqlite3.DatabaseError as error:
+            raise ConfigError(f"{store_path}: not a judgment store (SQLite: {error})") from None
     table = Table(title=f"judgments in {store_path}", header_style="bold")
     for column in ("judge", "protocol", "status", "judgments", "attempts"):
         table.add_column(column, justify="right" if column in ("judgments", "attempts") else "left")
@@ -346,11 +242,24 @@ def status_command(
     console.print(table)
     totals = {"ok": sum(g[3] for g in groups if g[2] == "ok"), "failed": sum(g[3] for g in groups if g[2] != "ok")}
     rows: list[tuple[str, object]] = [("ok", totals["ok"]), ("failed", totals["failed"])]
-    results_file = run_dir / "results.json"
-    if results_file.is_file():
-        results = json.loads(results_file.read_text(encoding="utf-8"))
+    if results is not None:
         rows += [("last run: protocol", results.get("protocol")), ("last run: winrate %", results.get("winrate")),
                  ("last run: items", results.get("n")), ("last run: failed", results.get("failed"))]
     for error, _ in failures:
         rows.append(("recent failure", error))
     console.print(summary_table("status", rows))
+
+
+def _read_results(path: Path) -> dict | None:
+    """A run's ``results.json`` (None when absent); anything but a JSON object is one clear error."""
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(path, None, "not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise DataError(path, error.lineno, f"not valid JSON: {error.msg}") from None
+    if not isinstance(results, dict):
+        raise DataError(path, None, f"expected a JSON object of results, got a {type(results).__name__}")
+    return results
