@@ -74,7 +74,7 @@ METHODS: dict[str, Method] = {
     "mcpo-min": Method("mcpo", "pairs", ("--negatives", "1", "--sampler", "min")),
     "mcpo-random": Method("mcpo", "pairs", ("--negatives", "1", "--sampler", "random")),
     "dpo-noise": Method("dpo", "noisy"),
-    "onmcpo": Method("mcpo", "prompts", ("--negatives", "1"), online=True),  # online sets have 1-6 distinct
+    "onmcpo": Method("mcpo", "prompts", ("--negatives", "1"), online=True),  # online sets: 1-6 distinct texts
 }
 
 FULL = Settings(preference_prompts=512, heldout=128, sft_steps=400, sft_lr=3e-3, steps=80, batch_size=32, lr=1e-3,
