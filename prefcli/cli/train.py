@@ -12,20 +12,14 @@ from prefcli.cli.common import console, err_console, progress_bar, summary_table
 EXAMPLE = "prefcli train --model ./sft --data nectar.jsonl --loss mcpo --negatives 4 --output runs/mcpo"
 
 
-def _progress_callback(bar):
-    tasks: dict[str, int] = {}
+PHASE_LABELS = {"reference": "reference log-probs", "tokenize": "tokenize", "read": "read data (MB)",
+                "train": "train"}
 
-    def update(phase: str, done: int, total: int, metrics: dict) -> None:
-        if phase not in tasks:
-            label = "reference log-probs" if phase == "reference" else "train"
-            tasks[phase] = bar.add_task(label, total=total, status="")
-        status = ""
-        if phase == "train":
-            status = f"loss {metrics['loss']:.4f} · {metrics['examples_per_s']:.1f} ex/s"
 
-        bar.update(tasks[phase], completed=done, total=total, status=status)
-
-    return update
+def _status(phase: str, metrics) -> str:
+    if phase == "train" and "loss" in metrics:
+        return f"loss {metrics['loss']:.4f} · {metrics['examples_per_s']:.1f} ex/s"
+    return ""
 
 
 def register(app: typer.Typer) -> None:
@@ -119,7 +113,7 @@ def register(app: typer.Typer) -> None:
             train(config)
             return
         with progress_bar() as bar:
-            summary = train(config, progress=_progress_callback(bar))
+            summary = train(config, progress=bar.callback(PHASE_LABELS, _status))
         _print_summary(summary)
 
 

@@ -21,9 +21,7 @@ from pathlib import Path
 
 from prefcli.errors import ConfigError
 from prefcli.online.prompts import PromptItem, instruction_text
-
-#: ``progress(phase, done, total)``: phase is "generate" (prompts × temperatures sampled) or "judge" (judgments).
-Progress = Callable[[str, int, int], None]
+from prefcli.progress import Progress  # phases: "generate" (prompts × temperatures sampled), "judge" (judgments)
 
 SKIP_TOO_FEW = "fewer than two distinct non-empty completions"
 

@@ -33,14 +33,11 @@ import os
 import shutil
 import time
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefcli.errors import ConfigError
-
-#: ``progress(phase, done, total, metrics)``; phase is ``"segment K/S: generate|judge|reference|train"``.
-Progress = Callable[[str, int, int, dict], None]
+from prefcli.progress import Progress  # phases: "segment K/S: generate|judge|tokenize|reference|train"
 
 DONE = "DONE"
 GENERATION = "generation.json"
