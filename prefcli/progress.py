@@ -41,6 +41,10 @@ def _clock(seconds: float) -> str:
     return str(timedelta(seconds=int(max(0.0, seconds))))
 
 
+def _amount(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
 def _rate(speed: float | None) -> str:
     if not speed:
         return "-/s"
@@ -151,7 +155,7 @@ class ProgressBar:
         elapsed = now - task.started
         work = task.completed - (task.baseline or 0.0)
         speed = work / elapsed if elapsed > 0 and work > 0 else None
-        parts = [f"{task.completed:,.0f}" + (f"/{task.total:,.0f}" if task.total is not None else "")]
+        parts = [_amount(task.completed) + (f"/{_amount(task.total)}" if task.total is not None else "")]
         if task.total:
             parts[0] += f" ({100 * task.completed / task.total:.1f}%)"
         parts.append(_rate(speed))

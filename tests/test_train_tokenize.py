@@ -74,7 +74,7 @@ def test_truncation_keeps_the_end_of_the_prompt_then_cuts_the_completion(tokeniz
     assert cut == full_completion[:40 - 12] and tokenizer.eos_token_id not in cut
     assert short[-2] == tokenizer.eos_token_id
     assert stats.as_dict() == {"truncated_prompts": 1, "truncated_completions": 1, "truncated_examples": 1,
-                               "template_fallbacks": 0}
+                               "template_fallbacks": 0, "examples_checked": 1}
     encoder.encode([{"role": "user", "content": "Hi"}], ["Yes."], stats, example_key=1)
     assert stats.as_dict()["truncated_examples"] == 1  # an untouched example is not counted
 

@@ -137,7 +137,8 @@ def _parse_loss_args(items: list[str] | None) -> dict | None:
 def _print_summary(summary: dict) -> None:
     truncated = summary["truncated_examples"]
     if truncated:
-        err_console.print(f"[yellow]note:[/yellow] {truncated} of {summary['examples']} examples were truncated "
+        checked = summary.get("examples_checked", summary["examples"])
+        err_console.print(f"[yellow]note:[/yellow] {truncated} of {checked} examples used were truncated "
                           f"({summary['truncated_prompts']} prompts cut from the left, "
                           f"{summary['truncated_completions']} completions cut at the end)")
     rows = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +69,13 @@ def _parse(path: Path, line_number: int, raw: bytes) -> dict:
         raise DataError(path, line_number, str(error), field=error.field) from None
 
 
-def scan(path: Path, checksum: str, progress: Progress | None = None) -> RecordIndex:
-    """Validate every record of ``path`` and index it (see the module docstring)."""
+def scan(path: Path, checksum: str, progress: Progress | None = None, quiet_seconds: float = 1.0) -> RecordIndex:
+    """Validate every record of ``path`` and index it (see the module docstring). Progress (in MB) is reported
+    once the pass has taken ``quiet_seconds``: a small file reads in silence."""
     offsets, lines, kinds, alternatives, labels = [], [], [], [], []
     total_mb = path.stat().st_size / _MB
     position = 0
+    started, reporting = time.monotonic(), False
     with path.open("rb") as handle:
         for line_number, raw in enumerate(handle, 1):
             start, position = position, position + len(raw)
@@ -85,10 +88,12 @@ def scan(path: Path, checksum: str, progress: Progress | None = None) -> RecordI
             kinds.append(KINDS.index(kind))
             alternatives.append(len(record["candidates"]) if "candidates" in record else int("rejected" in record))
             labels.append(int(record["label"]) if kind == "unpaired" else -1)
-            if progress is not None and line_number % 4096 == 0:
-                progress("read", round(position / _MB, 1), round(total_mb, 1))
-    if progress is not None:
-        progress("read", round(total_mb, 1), round(total_mb, 1))
+            if progress is not None and line_number % 1024 == 0:
+                reporting = reporting or time.monotonic() - started >= quiet_seconds
+                if reporting:
+                    progress("read", position / _MB, total_mb)
+    if reporting:
+        progress("read", total_mb, total_mb)
     return RecordIndex(path, checksum, np.asarray(offsets, dtype=np.int64), np.asarray(lines, dtype=np.int64),
                        np.asarray(kinds, dtype=np.int8), np.asarray(alternatives, dtype=np.int32),
                        np.asarray(labels, dtype=np.int8))
@@ -105,8 +110,8 @@ def _load(file: Path, path: Path, checksum: str) -> RecordIndex | None:
                 return None
             return RecordIndex(path, checksum, saved["offsets"], saved["lines"], saved["kinds"],
                                saved["alternatives"], saved["labels"])
-    except (OSError, KeyError, ValueError):
-        return None  # a damaged index is rebuilt, never trusted
+    except Exception:  # noqa: BLE001 - a damaged index (bad zip, missing array, wrong dtype) is rebuilt, never trusted
+        return None
 
 
 def load_index(path: str | Path, cache_dir: str | Path | None = None,

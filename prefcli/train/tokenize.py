@@ -79,8 +79,10 @@ class TruncationStats:
     completions: int = 0
     examples: set = field(default_factory=set)
     template_fallbacks: int = 0
+    checked: int = 0  # examples counted (a run counts the examples its steps use)
 
     def add(self, encoded: Encoded, example_key) -> None:
+        self.checked += 1
         self.prompts += encoded.prompt_cut
         self.completions += encoded.completions_cut
         self.template_fallbacks += encoded.fallbacks
@@ -89,7 +91,8 @@ class TruncationStats:
 
     def as_dict(self) -> dict:
         return {"truncated_prompts": self.prompts, "truncated_completions": self.completions,
-                "truncated_examples": len(self.examples), "template_fallbacks": self.template_fallbacks}
+                "truncated_examples": len(self.examples), "template_fallbacks": self.template_fallbacks,
+                "examples_checked": self.checked}
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
