@@ -80,13 +80,16 @@ def make_assets(work: Path, rows: int) -> dict:
     return {"model": model, "data": data, "pairs": pairs}
 
 
-def timed(command: list[str], env: dict, first_step_marker: str) -> dict:
-    """Run ``command``; seconds from launch to the first line holding ``first_step_marker`` and to exit, and the
-    child's peak RSS."""
+def timed(command: list[str], env: dict, data_ready_marker: tuple[str, ...], first_step_marker: str) -> dict:
+    """Run ``command``; seconds from launch to the first stderr line holding ``data_ready_marker`` (the training
+    data is tokenized; every part of the tuple), to the first holding ``first_step_marker`` and to exit, and the child's peak RSS."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    first_step, tail = None, []
+    data_ready = first_step = None
+    tail: list[str] = []
     for line in process.stderr:
+        if data_ready is None and all(part in line for part in data_ready_marker):
+            data_ready = time.perf_counter() - started
         if first_step is None and first_step_marker in line:
             first_step = time.perf_counter() - started
         tail = (tail + [line])[-40:]
@@ -94,7 +97,7 @@ def timed(command: list[str], env: dict, first_step_marker: str) -> dict:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}\n{''.join(tail)}")
-    return {"first_step_s": first_step, "total_s": time.perf_counter() - started,
+    return {"data_ready_s": data_ready, "first_step_s": first_step, "total_s": time.perf_counter() - started,
             "peak_rss_mb": usage.ru_maxrss / 1024, "log": "".join(tail)}
 
 
@@ -104,14 +107,14 @@ def run_prefcli(assets: dict, output: Path, steps: int, precompute_ref: bool) ->
                        "--negatives", str(NEGATIVES), "--batch-size", str(BATCH), "--max-steps", str(steps),
                        "--max-length", str(MAX_LENGTH), "--output", str(output),
                        "--precompute-ref" if precompute_ref else "--no-precompute-ref")
-    return timed(command, _env(), f"train: 1/{steps} ")
+    return timed(command, _env(), ("tokenize: ", "(100.0%)"), f"train: 1/{steps} ")
 
 
 def run_trl(assets: dict, output: Path, datasets_cache: Path) -> dict:
     shutil.rmtree(output, ignore_errors=True)
     command = [sys.executable, __file__, "--trl-worker", "--model", str(assets["model"]), "--pairs",
                str(assets["pairs"]), "--output", str(output)]
-    return timed(command, _env(HF_DATASETS_CACHE=str(datasets_cache)), "first optimizer step")
+    return timed(command, _env(HF_DATASETS_CACHE=str(datasets_cache)), ("data ready",), "first optimizer step")
 
 
 def trl_worker(args) -> None:
@@ -121,6 +124,9 @@ def trl_worker(args) -> None:
     from trl import DPOConfig, DPOTrainer
 
     class FirstStep(TrainerCallback):
+        def on_train_begin(self, *_, **__):
+            print("data ready", file=sys.stderr, flush=True)
+
         def on_step_end(self, _args, state, *_, **__):
             if state.global_step == 1:
                 print("first optimizer step", file=sys.stderr, flush=True)
@@ -174,16 +180,19 @@ def main() -> None:
                                                                   args.precompute_ref))
         if not args.skip_trl:
             results.setdefault("trl warm", []).append(run_trl(assets, args.work / "runs/trl", datasets_cache))
-        print(f"round {round_ + 1}: " + ", ".join(f"{name} {runs[-1]['first_step_s']:.1f} s"
-                                                  for name, runs in results.items()), flush=True)
+        print(f"round {round_ + 1} (data ready / first step / peak RSS): " + ", ".join(
+            f"{name} {runs[-1]['data_ready_s']:.1f} s / {runs[-1]['first_step_s']:.1f} s / "
+            f"{runs[-1]['peak_rss_mb']:.0f} MB" for name, runs in results.items()), flush=True)
     if args.long_steps:
-        results[f"prefcli warm, {args.long_steps} steps"] = [run_prefcli(assets, args.work / "runs/long",
-                                                                         args.long_steps, args.precompute_ref)]
+        long = run_prefcli(assets, args.work / "runs/long", args.long_steps, args.precompute_ref)
+        results[f"prefcli warm, {args.long_steps} steps"] = [long]
+        print(f"{args.long_steps}-step run: peak RSS {long['peak_rss_mb']:.0f} MB", flush=True)
 
     best = {name: min(runs, key=lambda run: run["first_step_s"]) for name, runs in results.items()}
-    print(f"\n{'run':<28}{'to 1st step s':>15}{'whole run s':>13}{'peak RSS MB':>13}")
+    print(f"\n{'run':<28}{'data ready s':>14}{'to 1st step s':>15}{'whole run s':>13}{'peak RSS MB':>13}")
     for name, run in best.items():
-        print(f"{name:<28}{_fmt(run['first_step_s']):>15}{_fmt(run['total_s']):>13}{_fmt(run['peak_rss_mb']):>13}")
+        print(f"{name:<28}{_fmt(run['data_ready_s']):>14}{_fmt(run['first_step_s']):>15}{_fmt(run['total_s']):>13}"
+              f"{_fmt(run['peak_rss_mb']):>13}")
     cold, warm = best["prefcli cold"], best["prefcli warm"]
     peak = max(cold["peak_rss_mb"], warm["peak_rss_mb"])
     print(f"\ngoals (2 cores): cold <= {GOALS['cold_s']:.0f} s: {cold['first_step_s']:.1f} s "
@@ -198,7 +207,8 @@ def main() -> None:
     if not args.skip_trl:
         for mode in ("cold", "warm"):
             ours, theirs = best[f"prefcli {mode}"], best[f"trl {mode}"]
-            print(f"{mode}: TRL / prefcli time to first step {theirs['first_step_s'] / ours['first_step_s']:.2f}x; "
+            print(f"{mode}: TRL / prefcli time to data ready {theirs['data_ready_s'] / ours['data_ready_s']:.2f}x, "
+                  f"to first step {theirs['first_step_s'] / ours['first_step_s']:.2f}x; "
                   f"peak RSS TRL {theirs['peak_rss_mb']:.0f} MB vs prefcli {ours['peak_rss_mb']:.0f} MB")
 
 

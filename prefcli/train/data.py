@@ -203,14 +203,20 @@ class TokenizedExamples(Sequence):
         return found
 
     def ensure(self, examples: Iterable[int], report: bool = True) -> None:
-        """Tokenize and store every example of ``examples`` that is not stored yet, in batches."""
-        missing = self.store.missing(dict.fromkeys(examples))
+        """Tokenize and store every example of ``examples`` that is not stored yet, in batches. Progress counts
+        the examples ready (cached ones from the start) of those asked for."""
+        wanted = list(dict.fromkeys(examples))
+        missing = self.store.missing(wanted)
+        ready = len(wanted) - len(missing)
+        report = report and self.progress is not None
+        if report:
+            self.progress("tokenize", ready, len(wanted))
         for start in range(0, len(missing), CHUNK):
             chunk = missing[start:start + CHUNK]
             self.store.append(self._encode(chunk))
             self.tokenized_now += len(chunk)
-            if report and self.progress is not None:
-                self.progress("tokenize", start + len(chunk), len(missing))
+            if report:
+                self.progress("tokenize", ready + start + len(chunk), len(wanted))
 
     def _encode(self, chunk: list[int]) -> list:
         loaded = self.loaded
