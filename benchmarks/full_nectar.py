@@ -82,7 +82,8 @@ def make_assets(work: Path, rows: int) -> dict:
 
 def timed(command: list[str], env: dict, data_ready_marker: tuple[str, ...], first_step_marker: str) -> dict:
     """Run ``command``; seconds from launch to the first stderr line holding ``data_ready_marker`` (the training
-    data is tokenized; every part of the tuple), to the first holding ``first_step_marker`` and to exit, and the child's peak RSS."""
+    data is tokenized; every part of the tuple), to the first holding ``first_step_marker`` and to exit, and the
+    child's peak RSS."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     data_ready = first_step = None
