@@ -198,3 +198,28 @@ def test_a_run_killed_while_writing_the_cache_leaves_nothing_half_trusted(tiny_m
     examples, _ = _build(data, tokenizer, cache, loss="dpo")
     assert examples.tokenized_now == 12  # only the first committed chunk of 4 was trusted
     assert _as_lists(examples) == _as_lists(_build(data, tokenizer, None, loss="dpo")[0])
+
+
+def test_chosen_only_losses_take_bare_records_and_others_refuse_them(tokenizer, tmp_path):
+    from types import SimpleNamespace
+
+    from prefcli.errors import DataError
+
+    data = tmp_path / "sft.jsonl"
+    rows = [{"id": 0, "prompt": "Name a river.", "chosen": "The Nile."},
+            {"id": 1, "prompt": "Name a city.", "chosen": "Paris.", "rejected": "A cat.", "candidates": ["A cat."]}]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    sft = SimpleNamespace(chosen_only=True)
+    loaded = load_records(data, sft, "sft", cache_dir=tmp_path / "cache")
+    encoder = ChatEncoder(tokenizer, 96, 48)
+    examples, _ = build_examples(loaded, encoder, cache_dir=tmp_path / "cache")
+    for index, row in enumerate(rows):
+        prompt = [{"role": "user", "content": row["prompt"]}]
+        assert examples[index].completions == encoder.encode(prompt, [row["chosen"], ""])[1]
+    assert tokenizer.decode(examples[0].completions[1]) == "<|end|>\n"  # the empty turn: its end of turn alone
+    with pytest.raises(DataError, match=r"sft.jsonl:1: rejected: missing: a record needs rejected"):
+        load_records(data, get_loss("dpo"), "dpo", cache_dir=tmp_path / "cache")
+    with data.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": 2, "prompt": "Hi", "completion": "Hello", "label": True}) + "\n")
+    with pytest.raises(DataError, match=r"sft.jsonl:3: chosen: missing: --loss sft trains on chosen completions"):
+        load_records(data, sft, "sft", cache_dir=tmp_path / "cache")

@@ -7,6 +7,9 @@ Which records a loss trains on follows from its capability flags, never its name
 - ``needs_candidates`` losses (mcpo, rnce, infonca): ``chosen`` + ``candidates`` with at least ``negatives``
   candidates; a pair record without candidates counts as one candidate (its ``rejected``).
 - every other loss: pair records (``chosen`` + ``rejected``), including candidate records that have ``rejected``.
+- ``chosen_only`` losses (sft): any record with ``prompt`` + ``chosen`` (``rejected`` / ``candidates`` optional and
+  ignored). They train in the pair layout with an empty rejected completion (the template's end of turn alone),
+  which the loss ignores.
 
 Every check runs before a model is loaded; the first failing record is reported as ``PATH:LINE: field: message``.
 The records stay on disk: ``load_records`` keeps a compact index (``record_index``), and ``build_examples``
@@ -73,6 +76,7 @@ class LoadedRecords:
     desirable: int = 0
     undesirable: int = 0
     index_cached: bool = False
+    chosen_only: bool = False
     example_record: np.ndarray | None = None
     example_part: np.ndarray | None = None
 
@@ -106,29 +110,34 @@ class LoadedRecords:
         return example
 
 
-def _check_layout(path: Path, index: RecordIndex, layout: str, loss_name: str, negatives: int) -> None:
-    pair, candidates, unpaired = (KINDS.index(kind) for kind in KINDS)
-    if layout == PAIR:
-        bad = np.nonzero(index.kinds != pair)[0]
-        if len(bad):
-            raise DataError(path, int(index.lines[bad[0]]), f"missing: --loss {loss_name} trains on pairs (chosen + "
-                            f"rejected), this is a {index.kind(bad[0])} record", field="rejected")
-    if layout == CANDIDATES:
-        bad = np.nonzero((index.kinds == unpaired) | (index.alternatives < negatives))[0]
-        if len(bad):
-            first = bad[0]
-            if index.kinds[first] == unpaired:
-                raise DataError(path, int(index.lines[first]), f"missing: --loss {loss_name} trains on candidate "
-                                "sets (chosen + candidates), this is an unpaired record", field="candidates")
-            count = int(index.alternatives[first])
-            raise DataError(path, int(index.lines[first]), f"has {count} candidate{'s' if count != 1 else ''}; "
-                            f"--loss {loss_name} with {negatives} negatives needs at least {negatives}",
-                            field="candidates")
-    if layout == UNPAIRED:
-        bad = np.nonzero(index.kinds == candidates)[0]
-        if len(bad):
-            raise DataError(path, int(index.lines[bad[0]]), f"missing: --loss {loss_name} trains on unpaired "
-                            "records (completion + label) or pairs", field="completion")
+def _check_layout(path: Path, index: RecordIndex, layout: str, loss_name: str, negatives: int,
+                  chosen_only: bool) -> None:
+    """Raise the error of the first record (by line) that the loss cannot train on."""
+    pair, candidates, unpaired, chosen = (KINDS.index(kind) for kind in KINDS)
+    kinds = index.kinds
+    checks = []  # (bad-record mask, field, message of a bad record)
+    if chosen_only:
+        checks.append((kinds == unpaired, "chosen", lambda _: f"missing: --loss {loss_name} trains on chosen "
+                       "completions (prompt + chosen), this is an unpaired record"))
+    else:  # what validate_record says of a record without rejected, candidates or completion
+        checks.append((kinds == chosen, "rejected",
+                       lambda _: "missing: a record needs rejected, candidates, or completion + label"))
+        if layout == PAIR:
+            checks.append((kinds != pair, "rejected", lambda i: f"missing: --loss {loss_name} trains on pairs "
+                           f"(chosen + rejected), this is a {index.kind(i)} record"))
+        if layout == CANDIDATES:
+            checks.append((kinds == unpaired, "candidates", lambda _: f"missing: --loss {loss_name} trains on "
+                           "candidate sets (chosen + candidates), this is an unpaired record"))
+            checks.append(((kinds != unpaired) & (index.alternatives < negatives), "candidates",
+                           lambda i: f"has {index.alternatives[i]} candidate{'s' if index.alternatives[i] != 1 else ''}"
+                           f"; --loss {loss_name} with {negatives} negatives needs at least {negatives}"))
+        if layout == UNPAIRED:
+            checks.append((kinds == candidates, "completion", lambda _: f"missing: --loss {loss_name} trains on "
+                           "unpaired records (completion + label) or pairs"))
+    failures = [(int(np.argmax(mask)), field, message) for mask, field, message in checks if mask.any()]
+    if failures:
+        first, field, message = min(failures, key=lambda failure: failure[0])
+        raise DataError(path, int(index.lines[first]), message(first), field=field)
 
 
 def load_records(path: str | Path, loss, loss_name: str, *, cache_dir: str | Path | None = None,
@@ -141,8 +150,9 @@ def load_records(path: str | Path, loss, loss_name: str, *, cache_dir: str | Pat
     index, cached = load_index(path, cache_dir, progress)
     if not len(index):
         raise DataError(path, None, "contains no records")
-    _check_layout(path, index, layout, loss_name, negatives)
-    loaded = LoadedRecords(path, index, layout, index_cached=cached)
+    chosen_only = bool(getattr(loss, "chosen_only", False))
+    _check_layout(path, index, layout, loss_name, negatives, chosen_only)
+    loaded = LoadedRecords(path, index, layout, index_cached=cached, chosen_only=chosen_only)
     if layout == UNPAIRED:
         unpaired = index.kinds == KINDS.index("unpaired")
         parts = np.where(unpaired, 1, 2)
@@ -163,6 +173,8 @@ def _texts(loaded: LoadedRecords, records: dict[int, dict], example: int) -> tup
     """The prompt messages and completion texts of one example (unpaired: without its KL completion)."""
     if loaded.layout != UNPAIRED:
         record = records[example]
+        if loaded.chosen_only:
+            return record["prompt"], [record["chosen"], ""]
         if loaded.layout == PAIR:
             return record["prompt"], [record["chosen"], record["rejected"]]
         return record["prompt"], [record["chosen"], *(record.get("candidates") or [record["rejected"]])]
@@ -245,7 +257,8 @@ class TokenizedExamples(Sequence):
 
 
 def token_cache_key(loaded: LoadedRecords, encoder: ChatEncoder) -> str:
-    fields = {"encoder": encoder.fingerprint(), "data": loaded.checksum, "layout": loaded.layout}
+    fields = {"encoder": encoder.fingerprint(), "data": loaded.checksum, "layout": loaded.layout,
+              "chosen_only": loaded.chosen_only}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -26,7 +26,8 @@ from prefcli.data.sidecar import file_checksum
 from prefcli.errors import DataError
 from prefcli.progress import Progress
 
-KINDS = ("pair", "candidates", "unpaired")
+KINDS = ("pair", "candidates", "unpaired", "chosen")  # chosen: prompt + chosen only (for chosen-only losses)
+_OTHER_COMPLETIONS = ("rejected", "candidates", "completion", "label")
 INDEX_VERSION = 1
 _MB = 1 << 20
 
@@ -54,13 +55,30 @@ class RecordIndex:
         with self.path.open("rb") as handle:
             for position in wanted:
                 handle.seek(int(self.offsets[position]))
-                out[position] = validate_record(json.loads(handle.readline()))
+                out[position] = _validate(json.loads(handle.readline()))
         return out
+
+
+def _is_chosen_only(raw) -> bool:
+    return isinstance(raw, dict) and "chosen" in raw and not any(key in raw for key in _OTHER_COMPLETIONS)
+
+
+def _validate(raw) -> dict:
+    """``validate_record``, also accepting a record with a prompt and a chosen completion only."""
+    if not _is_chosen_only(raw):
+        return validate_record(raw)
+    record = validate_record({**raw, "rejected": raw["chosen"]})
+    del record["rejected"]
+    return record
+
+
+def _kind(record: dict) -> str:
+    return "chosen" if _is_chosen_only(record) else record_kind(record)
 
 
 def _parse(path: Path, line_number: int, raw: bytes) -> dict:
     try:
-        return validate_record(json.loads(raw))
+        return _validate(json.loads(raw))
     except UnicodeDecodeError:
         raise DataError(path, line_number, "is not UTF-8 text") from None
     except json.JSONDecodeError as error:
@@ -82,7 +100,7 @@ def scan(path: Path, checksum: str, progress: Progress | None = None, quiet_seco
             if not raw.strip():
                 continue
             record = _parse(path, line_number, raw)
-            kind = record_kind(record)
+            kind = _kind(record)
             offsets.append(start)
             lines.append(line_number)
             kinds.append(KINDS.index(kind))
