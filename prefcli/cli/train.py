@@ -75,8 +75,8 @@ def register(app: typer.Typer) -> None:
         precompute_ref: bool | None = typer.Option(None, "--precompute-ref/--no-precompute-ref",
                                                       help="Compute reference log-probs once and cache them."),
         ref_cache_dir: Path | None = typer.Option(None, "--ref-cache-dir",
-                                                  help="Where reference log-probs are cached "
-                                                       "(default: <data dir>/.prefcli-cache)."),
+                                                  help="Where reference log-probs, the data index and token "
+                                                       "ids are cached (default: <data dir>/.prefcli-cache)."),
         share_prompt: bool | None = typer.Option(None, "--share-prompt/--no-share-prompt",
                                                     help="Encode each prompt once per step (KV cache)."),
         logits_chunk_size: int | None = typer.Option(None, "--logits-chunk-size",

@@ -323,8 +323,8 @@ def _train_segment(config, plan: SegmentPlan, policy: str, reference_model: str,
         output=str(run_dir), max_steps=plan.steps, resume=resume, online=None)
     on_progress = None
     if progress is not None:
-        def on_progress(phase: str, done: int, total: int, metrics: dict) -> None:
-            progress(f"{label}: {phase}", done, total, metrics)
+        def on_progress(phase: str, done: int, total: int | None = None, metrics: dict | None = None) -> None:
+            progress(f"{label}: {phase}", done, total, metrics or {})
 
     return train(segment_config, progress=on_progress)
 
