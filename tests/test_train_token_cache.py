@@ -62,9 +62,12 @@ def test_a_run_tokenizes_what_it_needs_and_a_longer_one_adds_to_the_cache(tokeni
     assert longer.tokenized_now == 12  # 20 examples for 5 steps, 8 of them already cached
     fresh, _ = _build(data, tokenizer, None)
     assert _as_lists(longer, plan.global_indices(5)) == _as_lists(fresh, plan.global_indices(5))
-    # an example no step asked for is tokenized on first access, correctly
+    # an example no step asked for is tokenized on first access, correctly, with the next missing ones
     outside = next(i for i in range(64) if not longer.store.has(i))
+    reports = []
+    longer.progress = lambda *args: reports.append(args)
     assert _as_lists(longer, [outside]) == _as_lists(fresh, [outside])
+    assert longer.store.stored() == 64 and reports == [("tokenize", 64, 64)]
 
 
 def test_plan_indices_span_epochs_and_every_process(tokenizer):

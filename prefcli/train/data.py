@@ -210,6 +210,8 @@ class TokenizedExamples(Sequence):
         if not self.store.has(example):
             following = range(example, min(len(self), example + CHUNK))
             self.ensure(self.store.missing(following)[:CHUNK], report=False)
+            if self.progress is not None:  # an example no planned step needs, e.g. a full reference pass
+                self.progress("tokenize", self.store.stored(), len(self))
         found = self.store.get(example, self._labels[example],
                                int(self.loaded.index.lines[_record_of(self.loaded, example)]))
         return found

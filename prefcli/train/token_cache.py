@@ -86,6 +86,9 @@ class TokenStore:
     def has(self, index: int) -> bool:
         return index in self._memory if self.directory is None else self.row_of[index] >= 0
 
+    def stored(self) -> int:
+        return len(self._memory) if self.directory is None else int((self.row_of >= 0).sum())
+
     def missing(self, indices) -> list[int]:
         return [int(i) for i in indices if not self.has(int(i))]
 
