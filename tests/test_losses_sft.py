@@ -57,7 +57,6 @@ def test_trainer_runs_sft_on_prompt_and_chosen_only(tmp_path, tiny_model):
 
 
 @pytest.mark.parametrize(("row", "field"), [
-    ({"id": 0, "prompt": "p"}, "chosen"),
     ({"id": 0, "prompt": "p", "completion": "c", "label": True}, "chosen"),
     ({"id": 0, "chosen": "c"}, "prompt"),
 ])
