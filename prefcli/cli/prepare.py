@@ -168,8 +168,12 @@ def ultrafeedback(
     """
     from prefcli.data.ultrafeedback import ultrafeedback_converter
 
+    try:
+        convert = ultrafeedback_converter(format, min_score_gap)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     flags = {"--format": format, "--min-score-gap": min_score_gap}
-    _prepare("ultrafeedback", input=input, output=output, convert=ultrafeedback_converter(format, min_score_gap), flags=flags,
+    _prepare("ultrafeedback", input=input, output=output, convert=convert, flags=flags,
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
              workers=workers)
 

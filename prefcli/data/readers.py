@@ -183,33 +183,37 @@ def _iter_jsonl(source: RowSource) -> Iterator[tuple[int, Any]]:
     handle = gzip.GzipFile(fileobj=buffered, mode="rb") if source.kind == "jsonl.gz" else buffered
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     line_number = 0
-    with handle, source._reader:
-        lines = iter(handle)
-        while True:
-            try:
-                line = next(lines)
-            except StopIteration:
-                return
-            except (EOFError, OSError, zlib.error) as error:  # gzip: truncated, not gzip, corrupt
-                raise DataError(source.name, line_number + 1, f"unreadable gzip data ({_gzip_problem(error)})") \
-                    from None
-            line_number += 1
-            if line_number == 1 and line.startswith(_BOM):
-                line = line[3:]
-            try:
-                yield line_number, loads(line)
-            except decode_error as error:
-                if not line.strip():
-                    continue
-                yield line_number, BadJSON(_json_problem(line, error.msg))
+    with handle, buffered:
+        try:
+            for line in handle:
+                line_number += 1
+                try:
+                    yield line_number, loads(line)
+                except decode_error as error:
+                    if line_number == 1 and line.startswith(_BOM):
+                        yield from _retry_without_bom(line)
+                    elif line.strip():
+                        yield line_number, BadJSON(_json_problem(line, error.msg))
+        except (EOFError, OSError, zlib.error) as error:  # gzip: truncated, not gzip, corrupt
+            raise DataError(source.name, line_number + 1, _read_problem(error, source.kind)) from None
 
 
-def _gzip_problem(error: BaseException) -> str:
+def _retry_without_bom(line: bytes) -> Iterator[tuple[int, Any]]:
+    try:
+        yield 1, orjson.loads(line[3:])
+    except orjson.JSONDecodeError as error:
+        if line[3:].strip():
+            yield 1, BadJSON(_json_problem(line[3:], error.msg))
+
+
+def _read_problem(error: BaseException, kind: str) -> str:
+    if kind != "jsonl.gz":
+        return f"cannot read the file ({_first_line(error)})"
     if isinstance(error, EOFError):
-        return "the file is truncated"
+        return "unreadable gzip data (the file is truncated)"
     if isinstance(error, gzip.BadGzipFile):
-        return "not a gzip file"
-    return _first_line(error)
+        return "unreadable gzip data (not a gzip file)"
+    return f"unreadable gzip data ({_first_line(error)})"
 
 
 def _json_problem(line: bytes, message: str) -> str:
