@@ -9,6 +9,7 @@ import os
 import random
 
 import pytest
+
 from prefcli.data import appender
 from prefcli.data.appender import BUFFER_BYTES, FileAppender
 
@@ -219,3 +220,20 @@ def test_the_next_write_removes_temporaries_of_killed_writers_only(tmp_path):
         mine.write_text("done\n")
     assert (tmp_path / "out.jsonl").read_text() == "done\n"
     assert _temporaries(tmp_path) == [other_host.name]
+
+
+def test_evaluation_files_use_the_same_reader(tmp_path):
+    from prefcli.errors import DataError
+    from prefcli.eval.items import read_instructions, read_outputs
+
+    pretty = tmp_path / "outputs.json"
+    pretty.write_text('[\n {"instruction": "a", "output": "x"},\n {"instruction": "b", "output": 3}\n]\n')
+    with pytest.raises(DataError, match=r"outputs.json:3: output: must be a string, got int"):
+        read_outputs(pretty)
+    lines = tmp_path / "instructions.jsonl"
+    lines.write_bytes(b'{"instruction": "a"}\n{"instruction": "\xff"}\n')
+    with pytest.raises(DataError, match=r"instructions.jsonl:2: not valid UTF-8"):
+        read_instructions(lines)
+    lines.write_text('{"instruction": "a"}\n{"instruction": NaN}\n')
+    with pytest.raises(DataError, match=r"instructions.jsonl:2: invalid JSON \(NaN is not a JSON number\)"):
+        read_instructions(lines)

@@ -12,6 +12,7 @@ import typer
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
 from prefcli.errors import ConfigError, JudgeError
+from prefcli.hub import looks_like_hub_id
 
 _HELP = {
     "alpaca": (
@@ -214,14 +215,14 @@ def _load_instructions(items_lib, instructions: str | None, proto, *, need: bool
         if not proto.instructions_hub:
             raise ConfigError(f"--instructions FILE is required (protocol {proto.name} names no public set)")
         return [row["instruction"] for row in items_lib.load_hub_rows(proto.instructions_hub, "instructions")]
-    if Path(instructions).exists() or not _looks_like_hub_id(instructions):
+    if Path(instructions).exists() or not looks_like_hub_id(instructions):
         return items_lib.read_instructions(instructions)
     return [row["instruction"] for row in
             items_lib.load_hub_rows({"id": instructions, "split": "train"}, "instructions")]
 
 
 def _load_reference(items_lib, reference: str | None, proto) -> tuple[dict, str]:
-    if reference is not None and (Path(reference).exists() or not _looks_like_hub_id(reference)):
+    if reference is not None and (Path(reference).exists() or not looks_like_hub_id(reference)):
         return items_lib.read_outputs(reference), str(reference)
     spec = {"id": reference, "split": "train"} if reference is not None else proto.reference_hub
     if not spec:
@@ -230,11 +231,6 @@ def _load_reference(items_lib, reference: str | None, proto) -> tuple[dict, str]
     if any(not isinstance(row["output"], str) for row in rows):
         raise ConfigError(f"{spec['id']}: rows have no 'output' field; pass --reference FILE")
     return {row["instruction"]: (row["output"], str(row["generator"])) for row in rows}, spec["id"]
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.endswith((".json", ".jsonl"))
 
 
 def status_command(

@@ -6,7 +6,8 @@
   swapping two random tokens of the chosen completion, so it is syntactically close to the chosen one. It is
   appended to the candidates (MC-PO then picks among them), and ``rejected`` is redrawn uniformly from the
   augmented candidates, as the paper's DPO baseline under noise does (Table 2, "DPO": sometimes the noise,
-  sometimes a real answer); DPO(noise) (``--as-rejected``) always uses the noise sample. Tokens are whitespace-separated words:
+  sometimes a real answer); DPO(noise) (``--as-rejected``) always uses the noise sample. Tokens are
+  whitespace-separated words:
   the text is split on runs of whitespace, two words at different positions (and with different text) trade
   places, and every whitespace run stays where it was.
 """

@@ -27,31 +27,19 @@ class EvalItem:
     reference_generator: str
 
 
-def read_rows(path: str | Path, required: tuple[str, ...]) -> list[tuple[int | None, str, dict]]:
-    """``(line, where, row)`` for each object of a JSON list or JSONL file, checking that ``required`` fields are
-    strings. ``where`` names the row in error messages (``[3]`` for a JSON list, the line number for JSONL)."""
+def read_rows(path: str | Path, required: tuple[str, ...]) -> list[tuple[int, str, dict]]:
+    """``(line, where, row)`` for each object of a JSON list or JSONL file (read by
+    :func:`prefcli.data.readers.iter_rows`), checking that ``required`` fields are strings. ``line`` is where the
+    row starts; ``where`` is a field prefix for error messages (empty: the line already locates the row)."""
+    from prefcli.data.readers import iter_rows
+
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, "file not found")
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise DataError(path, error.lineno, f"not valid JSON: {error.msg}") from None
-        rows = [(None, f"[{index}].", row) for index, row in enumerate(data)]
-    else:
-        rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((number, "", json.loads(line)))
-            except json.JSONDecodeError as error:
-                raise DataError(path, number, f"not valid JSON: {error.msg}") from None
+    rows = [(line, "", row) for line, row in iter_rows(path)]
     for line, where, row in rows:
         if not isinstance(row, dict):
-            raise DataError(path, line, "expected a JSON object", field=where.rstrip(".") or None)
+            raise DataError(path, line, "expected a JSON object")
         for name in required:
             if not isinstance(row.get(name), str):
                 problem = "missing" if name not in row else f"must be a string, got {type(row[name]).__name__}"

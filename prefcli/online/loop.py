@@ -372,9 +372,9 @@ _NOT_MODEL = {"checkpoints", "metrics.jsonl", "config.yaml", "ref-cache", "runs"
 def _publish_final_model(model_dir: Path, output: Path) -> None:
     """Put the last segment's model files in OUTPUT (hard links where possible: no second copy of the weights),
     through a temporary directory so OUTPUT never holds half a model."""
-    tmp = output / ".final-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    from prefcli.data.atomic import publish_into, staging_dir
+
+    tmp = staging_dir(output / "final")
     for item in sorted(model_dir.iterdir()):
         if item.name in _NOT_MODEL or item.name.startswith("."):
             continue
@@ -382,12 +382,7 @@ def _publish_final_model(model_dir: Path, output: Path) -> None:
             shutil.copytree(item, tmp / item.name, copy_function=_link_or_copy)
         else:
             _link_or_copy(item, tmp / item.name)
-    for item in sorted(tmp.iterdir()):
-        target = output / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(item, target)
-    tmp.rmdir()
+    publish_into(tmp, output)
 
 
 def _link_or_copy(source, target) -> None:

@@ -5,13 +5,13 @@ against its field, and an unknown key fails naming it."""
 from __future__ import annotations
 
 import dataclasses
-import re
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from prefcli.errors import ConfigError
+from prefcli.hub import looks_like_hub_id
 
 SCHEDULERS = ("cosine", "linear", "constant")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -212,9 +212,6 @@ def dump_config(config: TrainConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
 
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
-
-
 def check_model_path(flag: str, value: str) -> None:
     """A model argument must be an existing directory or look like a hub id (``org/name``)."""
     path = Path(value).expanduser()
@@ -222,7 +219,6 @@ def check_model_path(flag: str, value: str) -> None:
         if not path.is_dir():
             raise ConfigError(f"--{flag}: {value} is a file; expected a model directory or hub id")
         return
-    looks_local = value.startswith((".", "/", "~")) or value.count("/") > 1 or not HUB_ID.match(value)
-    if looks_local:
+    if not looks_like_hub_id(value, bare_name=True):
         raise ConfigError(f"--{flag}: no such model directory: {value}")
 
