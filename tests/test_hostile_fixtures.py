@@ -14,10 +14,10 @@ def _a_file(tmp: Path) -> None:
 
 CASES = [
     Case("fixtures-losses-unknown", ("losses", "dpoo"), "did you mean"),
-    Case("fixtures-model-output-is-a-file", ("fixtures", "model", "{tmp}/afile"), "afile is a file; name a directory",
-         setup=_a_file, unchanged=("{tmp}/afile",)),
+    Case("fixtures-model-output-is-a-file", ("fixtures", "model", "{tmp}/afile"),
+         "afile: is an existing file, expected a directory", setup=_a_file, unchanged=("{tmp}/afile",)),
     Case("fixtures-model-output-under-a-file", ("fixtures", "model", "{tmp}/afile/model"),
-         "afile is a file, not a directory", setup=_a_file, unchanged=("{tmp}/afile",)),
+         "afile is a file, so no directory can be made under it", setup=_a_file, unchanged=("{tmp}/afile",)),
     Case("fixtures-model-heads-not-dividing", ("fixtures", "model", "{tmp}/m", "--heads", "3"),
          "--hidden-size 64 must be a multiple of --heads 3", absent=("{tmp}/m",)),
     Case("fixtures-model-odd-head-size", ("fixtures", "model", "{tmp}/m", "--hidden-size", "12", "--heads", "4"),
@@ -30,9 +30,10 @@ CASES = [
          absent=("{tmp}/n.jsonl",)),
     Case("fixtures-nectar-zero-rows", ("fixtures", "nectar", "{tmp}/n.jsonl", "--rows", "0"), "'--rows'",
          absent=("{tmp}/n.jsonl",)),
-    Case("fixtures-nectar-output-is-a-directory", ("fixtures", "nectar", "{tmp}"), "is a directory; name a file"),
+    Case("fixtures-nectar-output-is-a-directory", ("fixtures", "nectar", "{tmp}"),
+         "is a directory, expected a file path"),
     Case("fixtures-nectar-output-under-a-file", ("fixtures", "nectar", "{tmp}/afile/n.jsonl"),
-         "afile is a file, not a directory", setup=_a_file, unchanged=("{tmp}/afile",)),
+         "afile is a file, so nothing can be written under it", setup=_a_file, unchanged=("{tmp}/afile",)),
     Case("fixtures-instructions-negative-rows", ("fixtures", "instructions", "{tmp}/i.json", "--rows", "-1"),
          "'--rows'", absent=("{tmp}/i.json",)),
 ]

@@ -130,13 +130,13 @@ for command, (input_name, _) in INPUTS.items():
     base = ("prepare", command, "--input", f"{{tmp}}/{input_name}")
     CASES += [
         Case(f"prepare-{command}-output-is-a-directory", (*base, "--output", "{tmp}"),
-             "is a directory; name a file", setup=_write_inputs),
+             "is a directory, expected a file path", setup=_write_inputs),
         Case(f"prepare-{command}-output-under-a-file", (*base, "--output", "{tmp}/afile/out.jsonl"),
-             "afile is a file, not a directory", setup=_write_inputs, unchanged=("{tmp}/afile",)),
+             "afile is a file, so nothing can be written under it", setup=_write_inputs, unchanged=("{tmp}/afile",)),
         Case(f"prepare-{command}-output-is-the-input", (*base, "--output", f"{{tmp}}/{input_name}"),
-             "is the input file", setup=_write_inputs, unchanged=(f"{{tmp}}/{input_name}",)),
+             "is the --input file; writing it would overwrite the input", setup=_write_inputs, unchanged=(f"{{tmp}}/{input_name}",)),
         Case(f"prepare-{command}-sidecar-is-a-directory", (*base, "--output", "{tmp}/o.jsonl"),
-             "o.jsonl.meta.json is a directory", setup=lambda tmp: (_write_inputs(tmp),
+             "o.jsonl.meta.json: is a directory", setup=lambda tmp: (_write_inputs(tmp),
                                                                     (tmp / "o.jsonl.meta.json").mkdir()),
              absent=("{tmp}/o.jsonl",)),
     ]

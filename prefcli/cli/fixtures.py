@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from prefcli.cli.common import console
-from prefcli.data.atomic import check_output_dir, check_output_file
 from prefcli.errors import ConfigError
+from prefcli.eval.paths import check_output_dir, check_output_file
 
 app = typer.Typer(help="Make tiny offline assets: a random Llama model with a trained BPE tokenizer, and "
                        "synthetic data in the public datasets' schemas. For demos and tests; no network.",
@@ -34,7 +34,7 @@ def model(
     if hidden_size % heads or (hidden_size // heads) % 2:
         raise ConfigError(f"--hidden-size {hidden_size} must be a multiple of --heads {heads} with an even head size "
                           "(hidden size / heads), as rotary embeddings need")
-    check_output_dir(output)
+    check_output_dir(output, flag="OUTPUT")
     build_tiny_model(output, hidden_size=hidden_size, num_layers=layers, num_heads=heads,
                      vocab_size=vocab_size, add_bos=bos, seed=seed)
     console.print(f"wrote tiny model to {output}")
@@ -52,7 +52,7 @@ def nectar(
     """
     from prefcli.fixtures import write_synthetic_nectar
 
-    check_output_file(output, flag="output")
+    check_output_file(output, flag="OUTPUT")
     write_synthetic_nectar(output, rows=rows, seed=seed)
     console.print(f"wrote {rows} Nectar-schema rows to {output}")
 
@@ -69,6 +69,6 @@ def instructions(
     """
     from prefcli.fixtures import write_synthetic_instructions
 
-    check_output_file(output, flag="output")
+    check_output_file(output, flag="OUTPUT")
     write_synthetic_instructions(output, rows=rows, seed=seed)
     console.print(f"wrote {rows} instructions to {output}")

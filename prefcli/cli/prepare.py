@@ -15,6 +15,7 @@ import typer
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
 from prefcli.errors import ConfigError
+from prefcli.eval.paths import check_output_file
 
 app = typer.Typer(help="Turn public preference datasets into prefcli records (JSONL with a .meta.json sidecar).",
                   no_args_is_help=True)
@@ -74,7 +75,6 @@ def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed:
     """Run one prepare command; ``flags`` are its own options, recorded in the sidecar beside the shared ones."""
     options = {"--input": input, "--output": str(output), "--input-format": input_format, "--split": split,
                "--seed": seed, "--limit": limit, "--skip-invalid": skip_invalid, **flags}
-    from prefcli.data.atomic import check_output_file
     from prefcli.data.readers import open_source
     from prefcli.data.runner import RecordWriter, run_prepare
     from prefcli.data.sidecar import sidecar_path, write_sidecar
@@ -82,11 +82,9 @@ def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed:
     if workers is not None:
         err_console.print("warning: --workers is deprecated and has no effect (prepare runs in one process)",
                           highlight=False)
-    check_output_file(output)
+    check_output_file(output, inputs={"--input": input})
     check_output_file(sidecar_path(output), flag="--output's sidecar")
     source = open_source(input, input_format=input_format, split=split)
-    if source.path is not None and output.resolve() == source.path.resolve():
-        raise ConfigError(f"--output {output} is the input file; write to another path")
     in_megabytes = source.unit == "bytes"
     scale = 1 / 1e6 if in_megabytes else 1
     progress = progress_bar()

@@ -17,8 +17,6 @@ import socket
 import tempfile
 from pathlib import Path
 
-from prefcli.errors import ConfigError
-
 _HOST = socket.gethostname().replace(".", "-").replace("/", "-") or "localhost"
 
 
@@ -110,33 +108,6 @@ def remove_stale_temporaries(target: str | Path) -> list[Path]:
                     entry.unlink()
                 removed.append(entry)
     return removed
-
-
-def check_output_file(output: str | Path, flag: str = "--output") -> None:
-    """Refuse, before any work, an output file that cannot be written: a directory, something that is not a
-    regular file, or a path under an existing file."""
-    output = Path(output)
-    if output.is_dir():
-        raise ConfigError(f"{flag} {output} is a directory; name a file")
-    if output.exists() and not output.is_file():
-        raise ConfigError(f"{flag} {output} exists and is not a regular file")
-    _check_parents(output, flag)
-
-
-def check_output_dir(output: str | Path, flag: str = "output") -> None:
-    """Refuse, before any work, an output directory that cannot be made: an existing file, or a path under one."""
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"{flag} {output} is a file; name a directory")
-    _check_parents(output, flag)
-
-
-def _check_parents(output: Path, flag: str) -> None:
-    for parent in output.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"{flag} {output}: {parent} is a file, not a directory")
-            return
 
 
 def _temporary_prefix(target: Path) -> str:
