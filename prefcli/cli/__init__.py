@@ -79,8 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted", 130)
     if code == 130:
         _fail("interrupted", 130)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(message: str, code: int) -> None:
