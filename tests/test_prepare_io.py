@@ -237,3 +237,29 @@ def test_evaluation_files_use_the_same_reader(tmp_path):
     lines.write_text('{"instruction": "a"}\n{"instruction": NaN}\n')
     with pytest.raises(DataError, match=r"instructions.jsonl:2: invalid JSON \(NaN is not a JSON number\)"):
         read_instructions(lines)
+
+
+def test_publish_into_replaces_entries_and_keeps_links_to_the_same_file(tmp_path):
+    import subprocess
+    import sys
+
+    from prefcli.data.atomic import _temporary_prefix, publish_into, staging_dir
+
+    target = tmp_path / "run"
+    (target / "adapter").mkdir(parents=True)
+    (target / "adapter" / "old.bin").write_text("old adapter")
+    (target / "config.json").write_text("{}")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    killed = target / (_temporary_prefix(target / "final").replace(f".{os.getpid()}.", f".{dead}.") + "x.tmp")
+    killed.mkdir()  # a publisher killed half-way
+    staging = staging_dir(target / "final")
+    assert not killed.exists()
+    (staging / "adapter").mkdir()
+    (staging / "adapter" / "new.bin").write_text("new adapter")
+    os.link(target / "config.json", staging / "config.json")  # already published once: same file
+    (staging / "model.bin").write_text("weights")
+    publish_into(staging, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == [
+        "adapter", "adapter/new.bin", "config.json", "model.bin"]

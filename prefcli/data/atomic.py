@@ -82,6 +82,9 @@ def publish_into(staging: str | Path, target: str | Path) -> None:
         destination = target / item.name
         if destination.is_dir() and not destination.is_symlink():
             shutil.rmtree(destination)
+        elif destination.is_file() and os.path.samefile(item, destination):
+            item.unlink()  # a hard link to the same file is already there; rename() would do nothing
+            continue
         os.replace(item, destination)
     staging.rmdir()
     _fsync(target)

@@ -66,9 +66,6 @@ class BatchPlan:
             cycle += 1
         return stream[:needed]
 
-    def epoch_of(self, micro_step: int) -> int:
-        return micro_step // self.micro_batches_per_epoch
-
     def local_batch(self, micro_step: int):
         """Example indices of this process at ``micro_step`` (unpaired: a (desirable, undesirable) tuple)."""
         epoch, within = divmod(micro_step, self.micro_batches_per_epoch)
