@@ -80,8 +80,8 @@ def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed:
     from prefcli.data.sidecar import sidecar_path, write_sidecar
 
     if workers is not None:
-        err_console.print("warning: --workers is deprecated and has no effect (prepare runs in one process)",
-                          highlight=False)
+        err_console.print("[yellow]warning:[/yellow] --workers is deprecated and has no effect (prepare runs in one "
+                          "process)", highlight=False)
     check_output_file(output, inputs={"--input": input})
     check_output_file(sidecar_path(output), flag="--output's sidecar")
     source = open_source(input, input_format=input_format, split=split)
