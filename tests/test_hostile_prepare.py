@@ -124,7 +124,7 @@ CASES = [
          absent=("{tmp}/out.jsonl",)),
     Case("prepare-workers-is-deprecated-and-harmless",
          ("prepare", "nectar", "--input", "{tmp}/nectar.jsonl", "--output", "{tmp}/o.jsonl", "--workers", "4"),
-         "", code=0, setup=_write_inputs),
+         "--workers is deprecated and has no effect", code=0, setup=_write_inputs),
 ]
 for command, (input_name, _) in INPUTS.items():
     base = ("prepare", command, "--input", f"{{tmp}}/{input_name}")
