@@ -92,9 +92,8 @@ def _exit_on_sigterm(signum, frame) -> None:
     _fail("terminated (SIGTERM)", 128 + signal.SIGTERM)
 
 
-class _DropDeprecationNotes(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "deprecated" not in record.getMessage()
+def _not_a_deprecation_note(record: logging.LogRecord) -> bool:
+    return "deprecated" not in record.getMessage()
 
 
 def _silence_known_deprecation_noise() -> None:
@@ -102,4 +101,5 @@ def _silence_known_deprecation_noise() -> None:
     nothing about: transformers' log line about ``past_key_values`` and ``FutureWarning``s announcing removals."""
     warnings.filterwarnings("ignore", category=FutureWarning, message=r"(?s).*\bdeprecated\b")
     warnings.filterwarnings("ignore", category=DeprecationWarning, message=r"(?s).*\bdeprecated\b")
-    logging.getLogger("transformers.utils.generic").addFilter(_DropDeprecationNotes())
+    # addFilter skips a filter already there, so however often main() runs this function is added once
+    logging.getLogger("transformers.utils.generic").addFilter(_not_a_deprecation_note)
