@@ -113,7 +113,7 @@ CASES = [
     Case("prepare-nectar-non-utf8-jsonl", ("prepare", "nectar", "--input", "{tmp}/in.jsonl", *NECTAR_OUT),
          "in.jsonl:2: not valid UTF-8 (byte 0xe9", setup=_latin1_jsonl, absent=("{tmp}/out.jsonl",)),
     Case("prepare-nectar-non-utf8-json-array", ("prepare", "nectar", "--input", "{tmp}/in.json", *NECTAR_OUT),
-         "not valid UTF-8 (byte 0xe9)", setup=_latin1_json_array, absent=("{tmp}/out.jsonl",)),
+         "in.json:3: not valid UTF-8 (byte 0xe9)", setup=_latin1_json_array, absent=("{tmp}/out.jsonl",)),
     Case("prepare-ultrafeedback-min-score-gap-nan",
          ("prepare", "ultrafeedback", "--input", "{tmp}/uf.jsonl", "--output", "{tmp}/out.jsonl",
           "--min-score-gap", "nan"), "--min-score-gap must be a finite number", setup=_write_inputs,

@@ -237,6 +237,12 @@ class _NonStandardConstant(ValueError):
     pass
 
 
+class _NotUTF8(Exception):
+    def __init__(self, line: int, byte: int):
+        super().__init__(line, byte)
+        self.line, self.byte = line, byte
+
+
 _STRING_OR_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
 
 
@@ -270,7 +276,12 @@ def _iter_json_array(source: RowSource) -> Iterator[tuple[int, Any]]:
             if first_chunk and data.startswith(_BOM):
                 data = data[3:]
             first_chunk = False
-            buffer = buffer[pos:] + utf8.decode(data)
+            try:
+                text = utf8.decode(data)
+            except UnicodeDecodeError as error:
+                bad_line = line + buffer.count("\n", pos) + error.object[:error.start].count(b"\n")
+                raise _NotUTF8(bad_line, error.object[error.start]) from None
+            buffer = buffer[pos:] + text
             pos = 0
             return True
 
@@ -332,8 +343,8 @@ def _iter_json_array(source: RowSource) -> Iterator[tuple[int, Any]]:
                 line += buffer.count("\n", pos, end)
                 pos = end
                 yield start_line, value
-        except UnicodeDecodeError as error:
-            yield fatal(len(buffer), f"not valid UTF-8 (byte 0x{error.object[error.start]:02x})")
+        except _NotUTF8 as error:
+            yield error.line, BadJSON(f"not valid UTF-8 (byte 0x{error.byte:02x})", fatal=True)
 
 
 # --- Parquet, save_to_disk directories, hub ids -----------------------------------------------------------------
