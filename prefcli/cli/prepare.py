@@ -13,7 +13,7 @@ from typing import Literal
 
 import typer
 
-from prefcli.cli.common import console, err_console, progress_bar, renamed_flag, summary_table
+from prefcli.cli.common import console, progress_bar, renamed_flag, summary_table
 from prefcli.errors import ConfigError
 from prefcli.eval.paths import check_output_file
 
@@ -87,9 +87,7 @@ def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed:
     source = open_source(input, input_format=input_format, split=split)
     in_megabytes = source.unit == "bytes"
     scale = 1 / 1e6 if in_megabytes else 1
-    progress = progress_bar()
-    progress.disable = not err_console.is_terminal  # no bar frames in logs, and an error stays one line
-    with progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"prepare {name}" + (" (MB)" if in_megabytes else ""),
                                  total=source.total * scale if source.total else None, status="")
 

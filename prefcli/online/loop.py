@@ -31,15 +31,12 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefcli.errors import ConfigError
+from prefcli.progress import Progress  # phases: "segment K/S: generate|judge|tokenize|reference|train"
 from prefcli.settings import RESUMABLE_CHANGES, OnlineSettings, flatten, leaves
-
-#: ``progress(phase, done, total, metrics)``; phase is ``"segment K/S: generate|judge|reference|train"``.
-Progress = Callable[[str, int, int, dict], None]
 
 DONE = "DONE"
 GENERATION = "generation.json"
@@ -279,8 +276,8 @@ def _train_segment(config, plan: SegmentPlan, policy: str, reference_model: str,
         data=str(data_path), output=str(run_dir), max_steps=plan.steps, resume=resume, online=None)
     on_progress = None
     if progress is not None:
-        def on_progress(phase: str, done: int, total: int, metrics: dict) -> None:
-            progress(f"{label}: {phase}", done, total, metrics)
+        def on_progress(phase: str, done: int, total: int | None = None, metrics: dict | None = None) -> None:
+            progress(f"{label}: {phase}", done, total, metrics or {})
 
     return train(segment_config, progress=on_progress)
 

@@ -12,18 +12,16 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from prefcli.errors import ConfigError, PrefcliError
+from prefcli.progress import Progress  # phases: "read" (MB), "tokenize" (examples), "reference" (examples), "train"
 from prefcli.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from prefcli.train.config import TrainConfig, dump_config
 from prefcli.train.data import UNPAIRED, build_examples
 from prefcli.train.preflight import preflight
-
-#: ``progress(phase, done, total, metrics)``: phase is "reference" (examples scored) or "train" (steps done).
-Progress = Callable[[str, int, int, dict], None]
+from prefcli.train.token_cache import cache_root
 
 
 class TrainingDiverged(PrefcliError):
@@ -64,6 +62,12 @@ def _reset_accelerate_state() -> None:
     GradientState._reset_state()
 
 
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _micro_seed(seed: int, micro_step: int, process_index: int) -> int:
     return (seed * 1_000_003 + micro_step * 1_009 + process_index) % (2**63 - 1)
 
@@ -90,7 +94,7 @@ def _reference_cache_path(config: TrainConfig, key: str) -> Path:
 def train(config: TrainConfig, progress: Progress | None = None) -> dict:
     """Train a policy as ``config`` says; returns a summary (steps, losses, throughput, paths, counts)."""
     started = time.perf_counter()
-    checks = preflight(config)
+    checks = preflight(config, progress if _is_main_process() else None)
     try:
         return _train(config, checks, progress, started)
     finally:
@@ -126,12 +130,16 @@ def _train(config: TrainConfig, checks, progress, started) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoder = ChatEncoder(tokenizer, config.max_length, config.max_prompt_length)
-    examples, truncation = build_examples(records, encoder)
     layout = records.layout
-    plan = BatchPlan([example.label for example in examples], config.batch_size, accelerator.num_processes,
+    plan = BatchPlan(records.labels(), config.batch_size, accelerator.num_processes,
                      accelerator.process_index, config.seed, unpaired=layout == UNPAIRED)
     micro_per_epoch = plan.micro_batches_per_epoch
     total_steps = config.max_steps or max(1, int(config.epochs * micro_per_epoch // config.grad_accum))
+    with accelerator.main_process_first():  # the main process tokenizes into the cache, the others read it
+        examples, truncation = build_examples(
+            records, encoder, plan.global_indices(total_steps * config.grad_accum),
+            cache_dir=cache_root(config.data, config.output, config.ref_cache_dir),
+            progress=progress if main else None)
 
     if main:
         output.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from prefcli.data.sidecar import file_checksum
 from prefcli.train.collate import collate
 from prefcli.train.tokenize import Example
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: completions end with the chat template's end of turn
 
 
 def model_fingerprint(name_or_path: str) -> str:
@@ -92,18 +92,18 @@ def score_examples(scorer, examples: list[Example], indices: list[int], examples
                    device, autocast=contextlib.nullcontext, full_rows: bool = False,
                    progress=None) -> dict[int, list[float]]:
     """Log-probs of every completion of ``examples[indices]``, batched by similar length (least padding)."""
-    order = sorted(indices, key=lambda i: len(examples[i].prompt) + max(len(c) for c in examples[i].completions))
+    order = sorted(indices, key=lambda i: len(examples[i].prompt) + max(len(c) for c in examples[i].scored()))
     results: dict[int, list[float]] = {}
     for start in range(0, len(order), examples_per_batch):
         chunk = order[start:start + examples_per_batch]
         rows = [(position, completion) for position, index in enumerate(chunk)
-                for completion in examples[index].completions]
+                for completion in examples[index].scored()]
         batch = collate([examples[index].prompt for index in chunk], rows, pad_id, full=full_rows).to(device)
         with autocast():
             logps = scorer(batch).float().cpu().tolist()
         cursor = 0
         for index in chunk:
-            count = len(examples[index].completions)
+            count = len(examples[index].scored())
             results[index] = logps[cursor:cursor + count]
             cursor += count
         if progress is not None:

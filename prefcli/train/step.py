@@ -92,7 +92,7 @@ class StepRunner:
             values = [[float(self.reference.of(index)[pick]) for pick in chosen]
                       for index, chosen in zip(indices, picks)]
             return torch.tensor(values, dtype=torch.float32, device=self.device)
-        batch_rows = [(position, self.examples[index].completions[pick])
+        batch_rows = [(position, self.examples[index].scored()[pick])
                       for position, (index, chosen) in enumerate(zip(indices, picks)) for pick in chosen]
         batch = collate([self.examples[index].prompt for index in indices], batch_rows, self.pad_id,
                         full=self._full_rows(self.reference_scorer)).to(self.device)
@@ -203,7 +203,7 @@ class StepRunner:
         if getattr(self.loss, "needs_kl_pairs", False):
             # mismatched pairs (prompt of one example, completion of another), alternating the two halves
             kl_indices = [desirable[i] if i % 2 == 0 else undesirable[i] for i in range(size)]
-            kl_rows = [(i, self.examples[index].completions[1]) for i, index in enumerate(kl_indices)]
+            kl_rows = [(i, self.examples[index].kl_completion) for i, index in enumerate(kl_indices)]
             policy_kl, kl_tokens = self._score([self.examples[index].prompt for index in kl_indices], kl_rows,
                                                grad=False)
             tokens += kl_tokens
