@@ -263,3 +263,22 @@ def test_publish_into_replaces_entries_and_keeps_links_to_the_same_file(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == [
         "adapter", "adapter/new.bin", "config.json", "model.bin"]
+
+
+def test_training_index_reads_records_like_the_one_reader(tmp_path):
+    """train --data goes through an offset index (prefcli.train.record_index); it names id-less records by their
+    line and reports bad bytes with the one reader's messages."""
+    import json
+
+    from prefcli.errors import DataError
+    from prefcli.train.record_index import load_index
+
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps({"prompt": "a", "chosen": "b", "rejected": "c"}) + "\n\n"
+                    + json.dumps({"id": "x", "prompt": "a", "chosen": "b", "rejected": "c"}) + "\n")
+    index, _ = load_index(path)
+    assert [record["id"] for _, record in sorted(index.read(range(len(index))).items())] == [1, "x"]
+    path.write_text(json.dumps({"prompt": "a", "chosen": "b", "rejected": "c"}) + "\n"
+                    + '{"prompt": "a", "chosen": NaN, "rejected": "c"}\n')
+    with pytest.raises(DataError, match=r"data.jsonl:2: invalid JSON \(NaN is not a JSON number\)"):
+        load_index(path)

@@ -13,7 +13,7 @@ from typing import Literal
 
 import typer
 
-from prefcli.cli.common import console, progress_bar, renamed_flag, summary_table
+from prefcli.cli.common import console, err_console, progress_bar, renamed_flag, summary_table
 from prefcli.errors import ConfigError
 from prefcli.eval.paths import check_output_file
 

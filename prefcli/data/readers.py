@@ -198,6 +198,15 @@ def _iter_jsonl(source: RowSource) -> Iterator[tuple[int, Any]]:
             raise DataError(source.name, line_number + 1, _read_problem(error, source.kind)) from None
 
 
+def decode_line(line: bytes) -> Any:
+    """One JSON Lines line → its value, or a ``BadJSON`` saying what is wrong (bad UTF-8, NaN / Infinity, syntax),
+    for readers that seek to single lines (``_iter_jsonl`` inlines the same for speed)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        return BadJSON(_json_problem(line, error.msg))
+
+
 def _retry_without_bom(line: bytes) -> Iterator[tuple[int, Any]]:
     try:
         yield 1, orjson.loads(line[3:])
