@@ -32,7 +32,7 @@ def _damaged_index_of_a_bad_file(tmp: Path) -> None:
 
 
 CASES = [
-    Case("train-data-not-utf8", TRAIN, "d.jsonl:2: is not UTF-8 text", setup=_not_utf8,
+    Case("train-data-not-utf8", TRAIN, "d.jsonl:2: not valid UTF-8", setup=_not_utf8,
          unchanged=("{tmp}/d.jsonl",), absent=("{tmp}/run",)),
     Case("train-data-damaged-index-cache", TRAIN, "d.jsonl:2: rejected: missing", setup=_damaged_index_of_a_bad_file,
          unchanged=("{tmp}/d.jsonl",), absent=("{tmp}/run",)),

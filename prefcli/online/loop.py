@@ -326,9 +326,10 @@ def _publish_final_model(model_dir: Path, output: Path) -> None:
     """Put the last segment's model files in OUTPUT (hard links where possible: no second copy of the weights),
     through a temporary directory so OUTPUT never holds half a model. Publishing again (``--resume`` of a finished
     run, or of one killed while publishing) finds links to the same files already in place and keeps them."""
-    tmp = output / ".final-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    from prefcli.data.atomic import publish_into, staging_dir
+
+    shutil.rmtree(output / ".final-tmp", ignore_errors=True)  # the staging name of earlier versions
+    tmp = staging_dir(output / "final")
     for item in sorted(model_dir.iterdir()):
         if item.name in _NOT_MODEL or item.name.startswith("."):
             continue
@@ -336,14 +337,7 @@ def _publish_final_model(model_dir: Path, output: Path) -> None:
             shutil.copytree(item, tmp / item.name, copy_function=_link_or_copy)
         else:
             _link_or_copy(item, tmp / item.name)
-    for item in sorted(tmp.iterdir()):
-        target = output / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.is_file() and os.path.samefile(item, target):
-            continue  # rename() onto another link of the same file does nothing and would leave tmp non-empty
-        os.replace(item, target)
-    shutil.rmtree(tmp)
+    publish_into(tmp, output)
 
 
 def _link_or_copy(source, target) -> None:

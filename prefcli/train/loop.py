@@ -366,16 +366,13 @@ def _diverged(accelerator, checkpoint, step: int, what: str) -> TrainingDiverged
 def _save_final(accelerator, prepared, tokenizer, output: Path, config: TrainConfig) -> Path:
     """``save_pretrained`` the policy (LoRA: the adapter in OUTPUT/adapter, merged weights in OUTPUT) and the
     tokenizer, via a temporary directory so OUTPUT never holds a half-written model."""
-    import os
-    import shutil
+    from prefcli.data.atomic import publish_into, staging_dir
 
     scorer = accelerator.unwrap_model(prepared)
     model = scorer.model
     state_dict = accelerator.get_state_dict(prepared)
     if accelerator.is_main_process:
-        tmp = output / ".final-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = staging_dir(output / "final")
         if config.lora_r > 0:
             model.save_pretrained(tmp / "adapter")
             tokenizer.save_pretrained(tmp / "adapter")
@@ -386,10 +383,6 @@ def _save_final(accelerator, prepared, tokenizer, output: Path, config: TrainCon
             weights = {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
             model.save_pretrained(tmp, state_dict=weights)
         tokenizer.save_pretrained(tmp)
-        if (tmp / "adapter").is_dir():
-            shutil.rmtree(output / "adapter", ignore_errors=True)
-        for item in sorted(tmp.iterdir()):
-            os.replace(item, output / item.name)
-        tmp.rmdir()
+        publish_into(tmp, output)
     accelerator.wait_for_everyone()
     return output

@@ -12,7 +12,6 @@ atomically, so a killed run leaves either no index or a complete one.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from prefcli.data.atomic import atomic_path
+from prefcli.data.readers import BadJSON, decode_line
 from prefcli.data.records import RecordError, record_kind, validate_record
 from prefcli.data.sidecar import file_checksum
 from prefcli.errors import DataError
@@ -55,7 +55,7 @@ class RecordIndex:
         with self.path.open("rb") as handle:
             for position in wanted:
                 handle.seek(int(self.offsets[position]))
-                out[position] = _validate(json.loads(handle.readline()))
+                out[position] = _validate(decode_line(handle.readline()), int(self.lines[position]))
         return out
 
 
@@ -63,11 +63,12 @@ def _is_chosen_only(raw) -> bool:
     return isinstance(raw, dict) and "chosen" in raw and not any(key in raw for key in _OTHER_COMPLETIONS)
 
 
-def _validate(raw) -> dict:
-    """``validate_record``, also accepting a record with a prompt and a chosen completion only."""
+def _validate(raw, line_number: int) -> dict:
+    """``validate_record`` (a record without ``id`` is named by its line), also accepting a record with a prompt
+    and a chosen completion only."""
     if not _is_chosen_only(raw):
-        return validate_record(raw)
-    record = validate_record({**raw, "rejected": raw["chosen"]})
+        return validate_record(raw, line_number)
+    record = validate_record({**raw, "rejected": raw["chosen"]}, line_number)
     del record["rejected"]
     return record
 
@@ -77,12 +78,11 @@ def _kind(record: dict) -> str:
 
 
 def _parse(path: Path, line_number: int, raw: bytes) -> dict:
+    row = decode_line(raw)
+    if type(row) is BadJSON:
+        raise DataError(path, line_number, row.message)
     try:
-        return _validate(json.loads(raw))
-    except UnicodeDecodeError:
-        raise DataError(path, line_number, "is not UTF-8 text") from None
-    except json.JSONDecodeError as error:
-        raise DataError(path, line_number, f"invalid JSON ({error.msg})") from None
+        return _validate(row, line_number)
     except RecordError as error:
         raise DataError(path, line_number, str(error), field=error.field) from None
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from prefcli.data.atomic import atomic_path
 from prefcli.data.sidecar import file_checksum
 from prefcli.train.collate import collate
 from prefcli.train.tokenize import Example
@@ -84,16 +83,8 @@ def load_cache(path: Path, key: str, num_examples: int) -> ReferenceLogps | None
 
 
 def save_cache(path: Path, key: str, reference: ReferenceLogps) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"key": key, "offsets": reference.offsets, "values": reference.values}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @torch.no_grad()
