@@ -98,6 +98,16 @@ CASES = [
     Case("generate-instructions-not-utf8", ("generate", "--model", "{model}", "--instructions",
                                             "{tmp}/bad.jsonl", "--output", "{tmp}/out.json"),
          "bad.jsonl:3: not UTF-8 text (byte 0xe9", setup=_not_utf8("bad.jsonl", 3), absent=("{tmp}/out.json",)),
+    Case("generate-top-p-zero", ("generate", "--model", "{model}", "--instructions", "{tmp}/instructions.json",
+                                 "--output", "{tmp}/out.json", "--top-p", "0"),
+         "top_p: must be in (0, 1], got 0.0", setup=_pairs, absent=("{tmp}/out.json",)),
+    Case("generate-backend-unknown", ("generate", "--model", "{model}", "--instructions", "{tmp}/instructions.json",
+                                      "--output", "{tmp}/out.json", "--backend", "tgi"),
+         "backend: must be one of hf, vllm, got 'tgi'", setup=_pairs, absent=("{tmp}/out.json",)),
+    Case("eval-alpaca-model-top-p-above-one", ("eval", "alpaca", "--model", "{model}", "--instructions",
+                                               "{tmp}/instructions.json", "--reference", "{tmp}/reference.json",
+                                               "--judge", "rule:length", "--top-p", "1.5", "--output", "{tmp}/o"),
+         "top_p: must be in (0, 1], got 1.5", setup=_pairs, absent=("{tmp}/o",)),
 ]
 
 
@@ -126,6 +136,9 @@ def test_reuse_of_outputs_follows_the_weights_not_the_path(tmp_path, tiny_model)
     assert code == 0 and said(text, "reused", out), text
     meta = json.loads((tmp_path / "out.json.meta.json").read_text())
     assert meta["config"]["weights"].startswith("sha256:")
+    # the keys outputs saved by earlier versions carry, so those are reused too
+    assert meta["config"]["generation"] == {"max_new_tokens": 4, "temperature": 0.0, "top_p": 1.0, "batch_size": 8,
+                                            "seed": 0, "backend": "hf"}
 
     weights = model / "model.safetensors"
     stat = weights.stat()
@@ -144,3 +157,14 @@ def test_reuse_of_outputs_follows_the_weights_not_the_path(tmp_path, tiny_model)
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     code, text = invoke_cli(run)
     assert code == 0 and said(text, "wrote", outputs), text
+
+
+def test_model_outputs_refuse_several_replies_per_instruction(tmp_path):
+    from prefcli.errors import ConfigError
+    from prefcli.eval.model_outputs import generate_model_outputs
+    from prefcli.generate import GenerationParams
+
+    with pytest.raises(ConfigError, match="num_return_sequences: model outputs are one reply per instruction"):
+        generate_model_outputs("unused", ["Say hi."], tmp_path / "out.json",
+                               generation=GenerationParams(temperature=1.0, num_return_sequences=2))
+    assert not (tmp_path / "out.json").exists()

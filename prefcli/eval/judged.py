@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefcli import __version__
@@ -30,12 +30,13 @@ from prefcli.eval import items as items_lib
 from prefcli.eval.items import EvalItem
 from prefcli.eval.judges import DEMO_LABEL, judge_kind, make_judge
 from prefcli.eval.length_control import average_lengths, length_controlled_winrate, read_difficulty
-from prefcli.eval.model_outputs import GenerationSettings, generate_model_outputs
+from prefcli.eval.model_outputs import generate_model_outputs, generation_record
 from prefcli.eval.paths import check_output_dir, check_utf8
 from prefcli.eval.protocols import Protocol, load_protocol
 from prefcli.eval.run import JudgmentResult, judge_all_async, judgment_rows, plan_judgments, summarize
 from prefcli.eval.store import JudgmentStore, acquire_store_lock
 from prefcli.eval.usage import usage_summary
+from prefcli.generate import GenerationParams
 from prefcli.hub import looks_like_hub_id
 
 PROTOCOL_VERSIONS = {"v0.1": "arena", "v2.0": "arena-v2"}
@@ -66,7 +67,7 @@ class JudgedEvalSettings:
     store: Path | None = None
     limit: int | None = None
     bootstrap_rounds: int = 1000
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    generation: GenerationParams = field(default_factory=GenerationParams)
     strict: bool = False  # refuse instructions without a model output or a reference output
     price_in: float | None = None  # USD per million prompt tokens
     price_out: float | None = None  # USD per million completion tokens
@@ -223,7 +224,7 @@ async def evaluate_judged(settings: JudgedEvalSettings, inputs: EvalInputs, *, j
         "judge_note": DEMO_LABEL if is_demo else None,
         "model": str(settings.model) if settings.model is not None else items[0].generator if items else None,
         "reference": items[0].reference_generator if items else None,
-        "generation": asdict(settings.generation) if settings.model is not None else None,
+        "generation": generation_record(settings.generation) if settings.model is not None else None,
         "max_failed_frac": settings.max_failed_frac,
         "store": str(settings.store_path),
         "prefcli_version": __version__,
