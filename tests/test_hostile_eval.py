@@ -53,6 +53,11 @@ def _not_utf8(name: str, line: int):
     return setup
 
 
+def _difficulty_not_utf8(tmp: Path) -> None:
+    _pairs(tmp)
+    (tmp / "d.csv").write_bytes(b"instruction,instruction_difficulty\nName a color.,0.5\ncaf\xe9,1.0\n")
+
+
 JUDGED = ("--outputs", "{tmp}/outputs.json", "--reference", "{tmp}/reference.json", "--judge", "rule:length")
 
 CASES = [
@@ -64,7 +69,24 @@ CASES = [
          "is an existing file, expected a directory", setup=_pairs, unchanged=("{tmp}/afile",)),
     Case("eval-alpaca-outputs-not-utf8", ("eval", "alpaca", "--outputs", "{tmp}/outputs.jsonl", "--reference",
                                           "{tmp}/reference.json", "--judge", "rule:length", "--output", "{tmp}/o"),
-         "outputs.jsonl:2: not UTF-8 text (byte 0xe9", setup=_not_utf8("outputs.jsonl", 2), absent=("{tmp}/o",)),
+         "outputs.jsonl:2: not valid UTF-8 (byte 0xe9", setup=_not_utf8("outputs.jsonl", 2),
+         absent=("{tmp}/o/results.json", "{tmp}/o/judgments.jsonl")),
+    Case("eval-alpaca-reference-not-utf8", ("eval", "alpaca", "--outputs", "{tmp}/outputs.json", "--reference",
+                                            "{tmp}/ref.jsonl", "--judge", "rule:length", "--output", "{tmp}/o"),
+         "ref.jsonl:3: not valid UTF-8 (byte 0xe9", setup=_not_utf8("ref.jsonl", 3),
+         absent=("{tmp}/o/results.json", "{tmp}/o/judgments.jsonl")),
+    # read before the model generates anything
+    Case("eval-alpaca-instructions-not-utf8", ("eval", "alpaca", "--model", "{model}", "--instructions",
+                                               "{tmp}/bad.jsonl", "--reference", "{tmp}/reference.json", "--judge",
+                                               "rule:length", "--output", "{tmp}/o"),
+         "bad.jsonl:1: not valid UTF-8 (byte 0xe9", setup=_not_utf8("bad.jsonl", 1),
+         absent=("{tmp}/o/outputs.json", "{tmp}/o/results.json")),
+    Case("eval-alpaca-lc-difficulty-not-utf8", ("eval", "alpaca", "--model", "{model}", "--instructions",
+                                                "{tmp}/instructions.json", "--reference", "{tmp}/reference.json",
+                                                "--judge", "rule:length", "--lc-difficulty", "{tmp}/d.csv",
+                                                "--output", "{tmp}/o"),
+         "d.csv:3: not valid UTF-8 (byte 0xe9 at byte 4 of the line)", setup=_difficulty_not_utf8,
+         absent=("{tmp}/o/outputs.json", "{tmp}/o/results.json")),
     Case("eval-report-output-is-a-file", ("eval", "report", "{tmp}/run", "--output", "{tmp}/afile"),
          "is an existing file, expected a directory", setup=_run_dir, unchanged=("{tmp}/afile",)),
     Case("eval-report-output-under-a-file", ("eval", "report", "{tmp}/run", "--output", "{tmp}/afile/report"),
@@ -97,7 +119,7 @@ CASES = [
          "afile is a file, so nothing can be written under it", setup=_pairs, unchanged=("{tmp}/afile",)),
     Case("generate-instructions-not-utf8", ("generate", "--model", "{model}", "--instructions",
                                             "{tmp}/bad.jsonl", "--output", "{tmp}/out.json"),
-         "bad.jsonl:3: not UTF-8 text (byte 0xe9", setup=_not_utf8("bad.jsonl", 3), absent=("{tmp}/out.json",)),
+         "bad.jsonl:3: not valid UTF-8 (byte 0xe9", setup=_not_utf8("bad.jsonl", 3), absent=("{tmp}/out.json",)),
     Case("generate-top-p-zero", ("generate", "--model", "{model}", "--instructions", "{tmp}/instructions.json",
                                  "--output", "{tmp}/out.json", "--top-p", "0"),
          "top_p: must be in (0, 1], got 0.0", setup=_pairs, absent=("{tmp}/out.json",)),

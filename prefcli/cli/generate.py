@@ -11,7 +11,7 @@ import typer
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
 from prefcli.eval.items import read_instructions
 from prefcli.eval.model_outputs import generate_model_outputs
-from prefcli.eval.paths import check_output_file, check_utf8
+from prefcli.eval.paths import check_output_file
 from prefcli.generate import GenerationParams
 from prefcli.settings.cli import options, with_options
 
@@ -44,7 +44,6 @@ def register(app: typer.Typer) -> None:
         # every value checked before any file is read
         generation = GenerationParams(**{name: value for name, value in decoding.items() if value is not None})
         check_output_file(output, inputs={"--instructions": instructions, "--model": model})
-        check_utf8(instructions)
         instruction_list = read_instructions(instructions)
         with progress_bar(transient=True) as bar:
             task = bar.add_task("generating", total=len(instruction_list), status="")
