@@ -139,7 +139,7 @@ def test_fast_candidate_path_equals_the_library_path(tiny_model, tmp_path):
     from prefcli.losses import get_loss
     from prefcli.train.data import build_examples, load_records
     from prefcli.train.logps import SequenceScorer
-    from prefcli.train.reference import precompute
+    from prefcli.train.reference import Reference, score_examples
     from prefcli.train.step import StepRunner
     from prefcli.train.tokenize import ChatEncoder
 
@@ -152,7 +152,9 @@ def test_fast_candidate_path_equals_the_library_path(tiny_model, tmp_path):
         reference_model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
         for parameter in reference_model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    reference = precompute(SequenceScorer(reference_model), examples, 2, tokenizer.pad_token_id, "cpu")
+    scored = score_examples(SequenceScorer(reference_model), examples, list(range(4)), 2, tokenizer.pad_token_id, "cpu")
+    table = {index: torch.tensor(values) for index, values in scored.items()}
+    reference = Reference("cached", examples, tokenizer.pad_token_id, "cpu", table=table)
     scorer = SequenceScorer(model)
     runner = StepRunner(loss, "candidates", examples, scorer, tokenizer.pad_token_id, "cpu", reference=reference)
     fast = runner.run([0, 1, 2, 3], torch.Generator().manual_seed(5))
@@ -162,10 +164,10 @@ def test_fast_candidate_path_equals_the_library_path(tiny_model, tmp_path):
     chosen, reference_chosen = [], []
     for i, example in enumerate(examples):
         chosen.append(sequence_logps(model, example.prompt, example.completions[0]))
-        reference_chosen.append(float(reference.of(i)[0]))
+        reference_chosen.append(float(table[i][0]))
         for c, completion in enumerate(example.completions[1:]):
             policy_all[i, c] = sequence_logps(model, example.prompt, completion)
-            reference_all[i, c] = float(reference.of(i)[c + 1])
+            reference_all[i, c] = float(table[i][c + 1])
             mask[i, c] = True
     library = loss(torch.tensor(chosen), policy_all, reference_chosen_logps=torch.tensor(reference_chosen),
                    reference_rejected_logps=reference_all, generator=torch.Generator().manual_seed(5),

@@ -24,7 +24,7 @@ LOSS_HPARAMS = ("beta", "label_smoothing", "tau", "gamma", "alpha", "objective",
 
 #: Fields that may change when a run is resumed (they do not change the training trajectory).
 RESUMABLE_CHANGES = ("max_steps", "epochs", "save_every", "keep_checkpoints", "log_every", "report_to", "resume",
-                     "ref_cache_dir")
+                     "ref_cache_dir", "ref_rows")
 
 
 @dataclass
@@ -80,6 +80,7 @@ class TrainConfig:
     # reference log-probs
     precompute_ref: bool = True          # frozen reference: compute its log-probs once, before training, and cache
     ref_cache_dir: str | None = None     # default: <data dir>/.prefcli-cache (OUTPUT if that is not writable)
+    ref_rows: str = "reached"            # precomputed for: reached (the examples the run's steps use) | all
 
     # saving, logging, resuming
     save_every: int = 0                  # checkpoint every N optimizer steps (0: only the final model)
