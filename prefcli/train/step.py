@@ -9,7 +9,8 @@ called through its public API. Per layout:
   forward then runs over chosen + the *distinct* drawn candidates only (a candidate drawn twice is scored once and
   gathered twice, which gives the same gradient as scoring it twice).
 - unpaired: one grad forward over B desirable + B undesirable rows; for ``needs_kl_pairs`` a no-grad forward
-  over B mismatched (prompt, other completion) pairs gives KTO's reference point.
+  over 2B (or, with ``kl_pairs="half"``, B) mismatched (prompt, other completion) pairs gives KTO's reference
+  point.
 
 Metrics stay tensors (no host synchronisation per micro-step); the loop reduces them once per optimizer step.
 """
@@ -176,15 +177,19 @@ class StepRunner:
             reference_chosen, reference_rejected = reference[:size], reference[size:]
         extra = {}
         if getattr(self.loss, "needs_kl_pairs", False):
-            # mismatched pairs (prompt of one example, completion of another), alternating the two halves
-            kl_indices = [desirable[i] if i % 2 == 0 else undesirable[i] for i in range(size)]
+            # mismatched pairs (prompt of one example, completion of another record): every example's (TRL), or
+            # one per desirable/undesirable pair, alternating the two halves (kl_pairs="half")
+            if getattr(self.loss, "kl_pairs", "all") == "half":
+                kl_indices = [desirable[i] if i % 2 == 0 else undesirable[i] for i in range(size)]
+            else:
+                kl_indices = indices
             kl_rows = [(i, self.examples[index].completions[1]) for i, index in enumerate(kl_indices)]
             policy_kl, kl_tokens = self._score([self.examples[index].prompt for index in kl_indices], kl_rows,
                                                grad=False)
             tokens += kl_tokens
             extra["policy_kl_logps"] = policy_kl
             if self.needs_reference:
-                extra["reference_kl_logps"] = self._reference(kl_indices, [[1]] * size)[:, 0]
+                extra["reference_kl_logps"] = self._reference(kl_indices, [[1]] * len(kl_indices))[:, 0]
         lengths = self._lengths(indices, 0)
         out = self.loss(logps[:size], logps[size:], reference_chosen_logps=reference_chosen,
                         reference_rejected_logps=reference_rejected, chosen_lengths=lengths[:size],
