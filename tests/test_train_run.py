@@ -251,3 +251,23 @@ def test_memory_options_do_not_change_the_numbers(tiny_model, tmp_path):
         other = train(tiny(tiny_model, data, tmp_path / name, **changes))
         assert [h["loss"] for h in other["history"]] == pytest.approx([h["loss"] for h in default["history"]],
                                                                       abs=1e-5), name
+
+
+def test_accelerate_state_reset_adapter():
+    """The adapter over accelerate's private ``_reset_state``: after it, a second Accelerator in the same process
+    takes its own settings. Fails loudly when an accelerate upgrade removes or changes the private API."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    from prefcli.train.accelerate_compat import reset_accelerate_state
+
+    assert callable(getattr(AcceleratorState, "_reset_state", None)), "accelerate removed AcceleratorState._reset_state"
+    assert callable(getattr(GradientState, "_reset_state", None)), "accelerate removed GradientState._reset_state"
+    try:
+        first = Accelerator(cpu=True, gradient_accumulation_steps=3)
+        assert first.gradient_accumulation_steps == 3
+        reset_accelerate_state()
+        second = Accelerator(cpu=True, gradient_accumulation_steps=1, mixed_precision="no")
+        assert second.gradient_accumulation_steps == 1 and GradientState().num_steps == 1
+    finally:
+        reset_accelerate_state()

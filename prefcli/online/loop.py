@@ -5,8 +5,10 @@ Before segment ``k``, the policy as it is at that point (segment 1: the initial 
 final weights) samples completions for chunk ``k``, the judge ranks them (``prefcli.online.candidates``), and the
 segment trains on those records with the chosen loss — ``mcpo`` for OnMC-PO, ``dpo`` on the records' random
 ``rejected`` for online DPO — starting from the previous segment's weights. The reference model stays the initial
-policy throughout. Each segment is a ``prefcli.train.train`` job of its own: a fresh optimizer and learning-rate
-schedule per segment, as in iterative / batched online DPO.
+policy throughout. Each segment is a ``prefcli.train.train`` job of its own, but by default they form one run, as
+the MC-PO paper describes it (App. B.1): one warmup + decay schedule over all segments' steps, and the optimizer
+state carried from one segment to the next. ``restart_schedule: true`` gives each segment a fresh optimizer and
+schedule instead, as in iterative / batched online DPO.
 
 Layout of OUTPUT::
 
@@ -58,6 +60,7 @@ class OnlineConfig:
     flags: ``--segments``, ``--judge``, ``--temperatures``...). Defaults follow the paper's instruct setup."""
 
     segments: int = 3
+    restart_schedule: bool = False       # each segment its own optimizer + schedule (default: one across segments)
     # candidates (MC-PO paper: two completions at each of three temperatures)
     temperatures: tuple[float, ...] = (0.6, 0.8, 1.0)
     per_temperature: int = 2
@@ -214,7 +217,8 @@ def run_online(config, online: OnlineConfig, *, api_key: str | None = None,
             _generate_segment(config, online, plan, policy, data_path, store_path, api_key, label, progress)
             generated.append(plan.index)
         trained.append(plan.index)
-        summary = _train_segment(config, plan, policy, reference_model, data_path, label, progress)
+        summary = _train_segment(config, plan, policy, reference_model, data_path, label, progress,
+                                 None if online.restart_schedule else sum(p.steps for p in plans))
         _write_json(done_marker, {"segment": plan.index, "steps": plan.steps, "step_offset": plan.step_offset,
                                   "policy": str(policy), "final_model": summary["final_model"],
                                   "final_loss": summary["final_loss"], "train_seconds": summary["train_seconds"],
@@ -313,7 +317,9 @@ def _generate_segment(config, online, plan: SegmentPlan, policy: str, data_path:
 
 
 def _train_segment(config, plan: SegmentPlan, policy: str, reference_model: str, data_path: Path, label: str,
-                   progress) -> dict:
+                   progress, schedule_steps: int | None) -> dict:
+    """Train one segment; with ``schedule_steps`` (one run across segments) its schedule is that run's, from the
+    segment's offset, and its optimizer starts from the state the previous segment saved after its last step."""
     from prefcli.train import train
     from prefcli.train.checkpoint import latest_checkpoint
 
@@ -324,12 +330,28 @@ def _train_segment(config, plan: SegmentPlan, policy: str, reference_model: str,
     segment_config = dataclasses.replace(
         config, model=str(policy), ref_model=config.ref_model if plan.index == 1 else reference_model, data=str(data_path),
         output=str(run_dir), max_steps=plan.steps, resume=resume, online=None)
+    if schedule_steps is not None:
+        previous = plan.directory.parent / str(plan.index - 1) / "model"
+        segment_config = dataclasses.replace(
+            segment_config, schedule_steps=schedule_steps, schedule_offset=plan.step_offset, save_final_state=True,
+            init_optimizer=None if plan.index == 1 else str(_last_checkpoint(previous)))
     on_progress = None
     if progress is not None:
         def on_progress(phase: str, done: int, total: int, metrics: dict) -> None:
             progress(f"{label}: {phase}", done, total, metrics)
 
     return train(segment_config, progress=on_progress)
+
+
+def _last_checkpoint(run_dir: Path) -> Path:
+    """The previous segment's final checkpoint (its optimizer state)."""
+    from prefcli.train.checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise ConfigError(f"{run_dir}: the previous segment saved no optimizer state (a run from before segments "
+                          "shared one schedule); set restart_schedule: true to continue it")
+    return found[1]
 
 
 def _write_json(path: Path, obj) -> None:

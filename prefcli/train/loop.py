@@ -47,6 +47,10 @@ def train(config: TrainConfig, progress: Progress | None = None) -> dict:
         start_step = 0
         if checks.resume_from is not None:
             start_step = int(load_checkpoint(run.accelerator, checks.resume_from[1])["step"])
+        elif config.init_optimizer:
+            from prefcli.train.setup import load_optimizer_state
+
+            load_optimizer_state(run.optimizer, config.init_optimizer)
         startup_seconds = time.perf_counter() - startup_from - (cache.seconds if cache else 0.0)
         stats = run_steps(run, reference, start_step, resumed=checks.resume_from is not None, progress=progress)
         run.accelerator.wait_for_everyone()
@@ -271,7 +275,8 @@ def run_steps(run: Run, reference, start_step: int, resumed: bool, progress: Pro
                     accelerator.log({k: v for k, v in record.items() if k != "step"}, step=done)
             if progress is not None and accelerator.is_main_process:
                 progress("train", done, run.total_steps, record)
-            if config.save_every and done % config.save_every == 0:
+            if (config.save_every and done % config.save_every == 0) or \
+                    (config.save_final_state and done == run.total_steps):
                 run.checkpoint(done)
     finally:
         if writer is not None:

@@ -71,10 +71,24 @@ def build_optimizer(parameters, config: TrainConfig):
 
 
 def build_scheduler(optimizer, config: TrainConfig, total_steps: int):
-    """Warmup, then cosine / linear / constant over ``total_steps`` optimizer steps."""
-    from transformers.optimization import get_scheduler
+    """Warmup, then cosine / linear / constant over ``total_steps`` optimizer steps (or over ``schedule_steps``,
+    starting ``schedule_offset`` steps in, for one part of a longer run)."""
+    from prefcli.train.schedule import lr_scheduler
 
-    warmup = int(config.warmup) if config.warmup >= 1 else math.ceil(config.warmup * total_steps)
-    names = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
-    return get_scheduler(names[config.scheduler], optimizer, num_warmup_steps=min(warmup, total_steps),
-                         num_training_steps=total_steps)
+    span = config.schedule_steps or total_steps
+    warmup = int(config.warmup) if config.warmup >= 1 else math.ceil(config.warmup * span)
+    return lr_scheduler(optimizer, config.scheduler, min(warmup, span), span, offset=config.schedule_offset)
+
+
+def load_optimizer_state(optimizer, checkpoint: str) -> None:
+    """Start from the optimizer state (Adam moments, step counts) saved in another run's checkpoint."""
+    from pathlib import Path
+
+    import torch
+
+    from prefcli.errors import ConfigError
+
+    path = Path(checkpoint) / "optimizer.bin"
+    if not path.is_file():
+        raise ConfigError(f"init_optimizer: {path}: missing (the previous part saved no optimizer state)")
+    optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
