@@ -111,6 +111,41 @@ def test_reference_cache_is_reused(tiny_model, tmp_path):
     assert not third["reference_cache_hit"]  # another truncation, another key
 
 
+def test_reference_rows_are_scored_only_when_reached_and_added_to_the_cache(tiny_model, tmp_path):
+    """A 2-step run scores the 4 examples its steps use; a 4-step rerun loads those and scores 4 more; the full
+    precompute (ref_rows: all) scores only the 8 no run reached; every run's losses match a run that scored all."""
+    from prefcli.train.sampler import BatchPlan
+
+    data = write_pairs(tmp_path / "pairs.jsonl", rows=16)
+    cache = str(tmp_path / "cache")
+    short = train(tiny(tiny_model, data, tmp_path / "a", max_steps=2, ref_cache_dir=cache))
+    plan = BatchPlan([None] * 16, 2, 1, 0, 7, unpaired=False)
+    assert short["reference_scored"] == len(plan.examples_reached(0, 2)) == 4 and short["reference_loaded"] == 0
+    longer = train(tiny(tiny_model, data, tmp_path / "b", max_steps=4, ref_cache_dir=cache))
+    assert (longer["reference_loaded"], longer["reference_scored"]) == (4, 4)
+    everything = train(tiny(tiny_model, data, tmp_path / "c", max_steps=4, ref_cache_dir=cache, ref_rows="all"))
+    assert (everything["reference_loaded"], everything["reference_scored"]) == (8, 8)
+    assert everything["reference"].startswith("precomputed 8 of 16 examples, 8 from cache")
+    fresh = train(tiny(tiny_model, data, tmp_path / "d", max_steps=4, ref_cache_dir=str(tmp_path / "fresh"),
+                       ref_rows="all"))
+    assert fresh["reference_scored"] == 16
+    assert [h["loss"] for h in longer["history"]] == pytest.approx([h["loss"] for h in fresh["history"]], abs=1e-6)
+
+
+def test_a_damaged_or_half_written_cache_shard_is_never_trusted(tiny_model, tmp_path):
+    from pathlib import Path
+
+    data = write_pairs(tmp_path / "pairs.jsonl", rows=8)
+    first = train(tiny(tiny_model, data, tmp_path / "a", max_steps=2, ref_cache_dir=str(tmp_path / "cache")))
+    directory = Path(first["reference_cache"])
+    (shard,) = directory.glob("part-*.pt")
+    shard.write_bytes(shard.read_bytes()[:40])  # cut short, as a kill mid-write without the rename would
+    (directory / ".part-123.tmp").write_bytes(b"half")  # what a kill during torch.save leaves: never read
+    again = train(tiny(tiny_model, data, tmp_path / "b", max_steps=2, ref_cache_dir=str(tmp_path / "cache")))
+    assert again["reference_loaded"] == 0 and again["reference_scored"] == first["reference_scored"]
+    assert [h["loss"] for h in again["history"]] == [h["loss"] for h in first["history"]]
+
+
 def test_gradient_accumulation_matches_the_large_batch(tiny_model, tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", rows=8)
     big = train(tiny(tiny_model, data, tmp_path / "big", batch_size=4, grad_accum=1, max_steps=2, max_grad_norm=0))

@@ -98,9 +98,12 @@ class StepRunner:
             return self._candidates(batch_indices, generator)
         return self._unpaired(batch_indices, generator)
 
+    def _on_device(self, metrics: dict | None) -> dict[str, torch.Tensor]:
+        return {key: torch.as_tensor(value, device=self.device).detach() for key, value in (metrics or {}).items()}
+
     def _finish(self, out, tokens: int, examples: int, unpaired: bool, extra_metrics=None) -> MicroResult:
         metrics = reward_metrics(out.chosen_rewards, out.rejected_rewards, unpaired)
-        metrics.update({key: torch.as_tensor(value).detach() for key, value in (out.metrics or {}).items()})
+        metrics.update(self._on_device(out.metrics))
         metrics.update(extra_metrics or {})
         return MicroResult(out.loss, metrics, tokens, examples)
 
@@ -160,8 +163,8 @@ class StepRunner:
                         else reference_candidates.gather(1, drawn),
                         chosen_lengths=self._lengths(indices, 0), rejected_lengths=lengths.gather(1, drawn),
                         generator=generator, negative_indices=drawn, candidate_mask=mask)
-        extra = {key: torch.as_tensor(value).detach() for key, value in (draw_metrics or {}).items()}
-        extra["negatives/distinct"] = torch.tensor((len(rows) - size) / size)
+        extra = self._on_device(draw_metrics)
+        extra["negatives/distinct"] = torch.tensor((len(rows) - size) / size, device=self.device)
         return self._finish(out, tokens + grad_tokens, size, unpaired=False, extra_metrics=extra)
 
     def _unpaired(self, halves, generator) -> MicroResult:
