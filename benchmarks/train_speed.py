@@ -196,7 +196,7 @@ def main() -> None:
     trl, fresh, warm = best["trl dpo"], best["prefcli dpo (fresh cache)"], best["prefcli dpo (warm cache)"]
     step_ratio = trl["median"] / fresh["median"]
     whole_ratio = trl["wall"] / fresh["wall"]
-    print(f"\nprefcli dpo vs TRL DPOTrainer, measured in this run:")
+    print("\nprefcli dpo vs TRL DPOTrainer, measured in this run:")
     print(f"  per step (median): {step_ratio:.2f}x (goal >= 2.5x: {'met' if step_ratio >= 2.5 else 'NOT met'})")
     print(f"  whole process, fresh reference cache: {whole_ratio:.2f}x (goal >= 2x: "
           f"{'met' if whole_ratio >= 2 else 'NOT met'})")

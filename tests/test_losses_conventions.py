@@ -28,7 +28,7 @@ def test_cpo_nll_averaging(average):
     hparams = {"beta": 0.2, "alpha": 0.5} | ({"nll_average": average} if average else {})
     out = get_loss("cpo", **hparams)(*tensors(PW, PL), chosen_lengths=torch.tensor(LW),
                                      rejected_lengths=torch.tensor(LL))
-    logistic = sum(-logsig(0.2 * (w - l)) for w, l in zip(PW, PL)) / 2
+    logistic = sum(-logsig(0.2 * (w - lo)) for w, lo in zip(PW, PL)) / 2
     # TRL's CPOTrainer: cross-entropy over every chosen token of the batch = (10 + 40) / (2 + 10)
     tokens = 50.0 / 12.0
     sequences = (10.0 / 2.0 + 40.0 / 10.0) / 2  # = 4.5
@@ -41,7 +41,7 @@ def test_cpo_nll_averaging(average):
 def test_rpo_nll_averaging(average):
     out = get_loss("rpo", beta=0.1, alpha=1.0, nll_average=average)(
         *tensors(PW, PL, RW, RL), chosen_lengths=torch.tensor(LW), rejected_lengths=torch.tensor(LL))
-    dpo = sum(-logsig(0.1 * ((w - rw) - (l - rl))) for w, l, rw, rl in zip(PW, PL, RW, RL)) / 2
+    dpo = sum(-logsig(0.1 * ((w - rw) - (lo - rl))) for w, lo, rw, rl in zip(PW, PL, RW, RL)) / 2
     nll = 50.0 / 12.0 if average == "tokens" else 4.5
     assert float(out.loss) == pytest.approx(dpo + nll, abs=1e-12)
 
@@ -49,7 +49,7 @@ def test_rpo_nll_averaging(average):
 def test_rpo_default_is_trl_token_average():
     out = get_loss("rpo")(*tensors(PW, PL, RW, RL), chosen_lengths=torch.tensor(LW),
                           rejected_lengths=torch.tensor(LL))
-    dpo = sum(-logsig(0.1 * ((w - rw) - (l - rl))) for w, l, rw, rl in zip(PW, PL, RW, RL)) / 2
+    dpo = sum(-logsig(0.1 * ((w - rw) - (lo - rl))) for w, lo, rw, rl in zip(PW, PL, RW, RL)) / 2
     assert float(out.loss) == pytest.approx(dpo + 1.0 * 50.0 / 12.0, abs=1e-12)
 
 

@@ -25,8 +25,8 @@ class CPOLoss(PreferenceLoss):
     formula = "-logσ(β(logπ(y_w) - logπ(y_l))) + α·(-logπ(y_w)/|y_w|)"
     hparam_specs = (beta_param(), label_smoothing_param(),
                     HParam("alpha", 1.0, "weight of the chosen NLL (behaviour cloning) term", low=0.0),
-                    HParam("nll_average", "tokens", "chosen NLL averaged over all chosen tokens of the batch (tokens, as TRL) "
-                           "or per sequence (sequences)", choices=NLL_AVERAGES))
+                    HParam("nll_average", "tokens", "chosen NLL averaged over all chosen tokens of the batch "
+                           "(tokens, as TRL) or per sequence (sequences)", choices=NLL_AVERAGES))
     reference_free = True
     uses_lengths = True
 

@@ -49,8 +49,8 @@ class RPOLoss(DPOLoss):
     formula = "DPO + α·(-log π(y_w)/|y_w|)"
     hparam_specs = (beta_param(), label_smoothing_param(),
                     HParam("alpha", 1.0, "weight of the chosen completion's NLL term", low=0.0),
-                    HParam("nll_average", "tokens", "chosen NLL averaged over all chosen tokens of the batch (tokens, as TRL) "
-                           "or per sequence (sequences)", choices=NLL_AVERAGES))
+                    HParam("nll_average", "tokens", "chosen NLL averaged over all chosen tokens of the batch "
+                           "(tokens, as TRL) or per sequence (sequences)", choices=NLL_AVERAGES))
     uses_lengths = True
 
     def compute(self, batch: LogpsBatch):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from prefcli.errors import ConfigError, PrefcliError
 from prefcli.train.accelerate_compat import reset_accelerate_state
-from prefcli.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from prefcli.train.checkpoint import load_checkpoint, save_checkpoint
 from prefcli.train.config import TrainConfig, dump_config
 from prefcli.train.data import UNPAIRED, build_examples
 from prefcli.train.preflight import Preflight, preflight

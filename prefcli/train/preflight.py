@@ -9,11 +9,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefcli.data.sidecar import file_checksum as data_checksum
 from prefcli.errors import ConfigError
 from prefcli.train.checkpoint import TRAINER_STATE, complete_checkpoints, latest_checkpoint
 from prefcli.train.config import LOSS_HPARAMS, RESUMABLE_CHANGES, TrainConfig, check_model_path
 from prefcli.train.data import LoadedRecords, load_records
-from prefcli.data.sidecar import file_checksum as data_checksum
 
 _TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb"}
 
