@@ -41,7 +41,7 @@ def make_items(n: int):
 def time_prefcli(base_url: str, items, concurrency: int, store_path: Path) -> tuple[float, dict]:
     from prefcli.eval.judges import make_judge
     from prefcli.eval.protocols import load_protocol
-    from prefcli.eval.run import judge_all, plan_judgments, summarize
+    from prefcli.eval.run import judge_all_async, plan_judgments, summarize
     from prefcli.eval.store import JudgmentStore
 
     protocol = load_protocol("alpaca")
@@ -49,8 +49,14 @@ def time_prefcli(base_url: str, items, concurrency: int, store_path: Path) -> tu
     planned = plan_judgments(protocol, items, judge_name=judge.name, seed=0)
     with JudgmentStore(store_path) as store:
         start = time.perf_counter()
-        results = judge_all(planned, protocol=protocol, judge=judge, store=store, concurrency=concurrency,
-                            max_retries=3)
+        async def judge_and_close():
+            try:
+                return await judge_all_async(planned, protocol=protocol, judge=judge, store=store,
+                                             concurrency=concurrency, max_retries=3)
+            finally:
+                await judge.aclose()
+
+        results = asyncio.run(judge_and_close())
         elapsed = time.perf_counter() - start
     return elapsed, summarize(protocol, items, results, seed=0)
 

@@ -164,3 +164,26 @@ def test_bad_inputs_exit_2_with_one_line(tiny_model, tmp_path, capsys):
     fails(["--model", str(tiny_model), "--tasks", "hub_only", "--include-path", str(broken)],
           "task 'hub_only': cannot load dataset 'prefcli-tests/never-downloaded'", "offline")
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_lm_eval_private_apis():
+    """The smoke test of prefcli.eval.lm_eval_private: every private lm-eval name prefcli uses still exists and
+    still means the same. If this fails after an lm-eval upgrade, fix the adapter module, nowhere else."""
+    from prefcli.eval import lm_eval_private
+    from prefcli.eval.harness import build_task_manager, load_task
+
+    assert lm_eval_private.check_private_apis() == []
+    include = (str(TASKS_DIR.resolve()),)
+    manager = build_task_manager(include, ["prefcli_tiny_arith", "prefcli_tiny_mc"])
+    arith = manager.task_index["prefcli_tiny_arith"]
+    assert lm_eval_private.is_plain_task(arith) and lm_eval_private.is_yaml_task(arith)
+    assert lm_eval_private.entry_yaml_path(arith) == TASKS_DIR.resolve() / "prefcli_tiny_arith.yaml"
+    assert lm_eval_private.entry_config(arith)["dataset_kwargs"]["data_files"]["test"] == "data/tiny_arith_test.jsonl"
+    loaded = lm_eval_private.load_task_yaml(TASKS_DIR / "prefcli_tiny_arith.yaml")
+    assert loaded["task"] == "prefcli_tiny_arith" and loaded["generation_kwargs"]["max_gen_toks"] == 8
+    [arith_task] = load_task(manager, "prefcli_tiny_arith", include)
+    assert lm_eval_private.task_filter_names(arith_task) == {"strict-match", "flexible-extract"}
+    assert lm_eval_private.task_metric_names(arith_task) == {"exact_match"}
+    [mc_task] = load_task(manager, "prefcli_tiny_mc", include)
+    assert lm_eval_private.task_metric_names(mc_task) == {"acc", "acc_norm"}
+    assert lm_eval_private.task_filter_names(mc_task) == {"none"}

@@ -224,3 +224,51 @@ def test_per_item_refusal_is_failed_without_retries(tmp_path):
         assert server.count() == 4  # a 400 is not retried
     results = read_results(tmp_path / "run")
     assert results["failed"] == 2 and results["wins"] == 2 and math.isclose(results["winrate"], 100.0)
+
+
+def test_library_call_leaves_the_callers_judge_open(tmp_path):
+    """``prefcli.eval.judged`` as a library: the same numbers as the CLI, and a judge the caller owns stays usable
+    after the evaluation (the caller closes it), so one client can serve several evaluations."""
+    import asyncio
+
+    from prefcli.eval.judged import (
+        JudgedEvalSettings,
+        check_settings,
+        collect_inputs,
+        evaluate_judged,
+        open_judge,
+        run_judged_eval,
+    )
+
+    outputs, reference = write_pairs(tmp_path / "data", ALPACA_PAIRS)
+    with FaultyJudgeServer() as server:
+        settings = JudgedEvalSettings(output=tmp_path / "lib", judge=server.base_url, judge_model="judge",
+                                      outputs=outputs, reference=str(reference), protocol="alpaca",
+                                      retry_delay=0.05, timeout=5)
+        evaluation = run_judged_eval(settings)
+        code, text = invoke_cli(["eval", "alpaca", *judge_args(server, outputs, reference, tmp_path / "cli")])
+        assert code == 0, text
+        from_cli = read_results(tmp_path / "cli")
+        for field in ("winrate", "wins", "losses", "ties", "n", "judged", "identical", "ci95"):
+            assert evaluation.summary[field] == from_cli[field], field
+        assert read_results(tmp_path / "lib") == evaluation.summary
+        assert (evaluation.summary["wins"], evaluation.summary["losses"], evaluation.summary["ties"]) == (6, 3, 1)
+
+        protocol = check_settings(settings)
+        inputs = collect_inputs(settings, protocol)
+        judge = open_judge(settings, protocol)
+        second = JudgedEvalSettings(**{**settings.__dict__, "output": tmp_path / "again"})
+
+        async def twice():
+            try:
+                first = await evaluate_judged(settings, inputs, judge=judge)
+                again = await evaluate_judged(second, inputs, judge=judge)  # the judge is still open
+                return first, again
+            finally:
+                await judge.aclose()
+
+        calls = server.count()
+        first, again = asyncio.run(twice())
+        assert server.count() == calls + 9  # a fresh store in "again" pays once; "lib" reuses everything
+        assert first.summary["reused"] == 9 and again.summary["reused"] == 0
+        assert again.summary["winrate"] == evaluation.summary["winrate"]

@@ -12,6 +12,9 @@ from cli_helpers import run_main
 
 from prefcli.eval.report import collect, strip_seed, t_quantile_975
 
+# t(0.975, df=2) in closed form: for df=2, t_p = (2p - 1) * sqrt(2 / (4p(1 - p))).
+T975_DF2 = 0.95 * math.sqrt(2 / (4 * 0.975 * 0.025))
+
 
 def judged(directory: Path, protocol: str, winrate: float, ci95, *, seed: int, judge="http://127.0.0.1:8000/v1",
            judge_model="judge-7b", model="runs/model") -> None:
@@ -69,7 +72,7 @@ def test_mean_std_and_intervals_by_hand(runs):
     std = math.sqrt(((50 - mean) ** 2 + (55 - mean) ** 2 + (62 - mean) ** 2) / 2)
     cell = rows["mcpo"]["cells"][by_label["AlpacaEval WR"]]
     assert cell["n"] == 3 and cell["mean"] == pytest.approx(mean) and cell["std"] == pytest.approx(std)
-    half = 4.303 * std / math.sqrt(3)  # t(0.975, df=2)
+    half = T975_DF2 * std / math.sqrt(3)
     assert cell["ci95"] == pytest.approx([mean - half, mean + half])
     assert cell["seeds"] == [0, 1, 2]
 
@@ -127,7 +130,11 @@ def test_grouping_modes_and_judges_kept_apart(runs, tmp_path):
     assert "AlpacaEval WR [other-judge]" in labels and "AlpacaEval WR [judge-7b]" in labels
     assert strip_seed("dpo_seed12") == "dpo" and strip_seed("a.seed-1") == "a" and strip_seed("seedless") == \
         "seedless"
-    assert t_quantile_975(2) == 4.303 and t_quantile_975(35) == 2.021 and t_quantile_975(500) == 1.96
+    # Student's t, two-sided 95%: df=2 in closed form, the others from published tables (4 decimals); df=35 was
+    # 2.021 (df=40's value) under the old hand-typed table, an interval narrower than the true one.
+    assert t_quantile_975(2) == pytest.approx(T975_DF2, rel=1e-12)
+    assert round(t_quantile_975(1), 3) == 12.706 and round(t_quantile_975(35), 4) == 2.0301
+    assert round(t_quantile_975(500), 4) == 1.9647
 
 
 def test_failed_run_is_left_out_and_named(tmp_path):
@@ -154,3 +161,28 @@ def test_bad_input_exit_2(tmp_path, capsys):
         assert run_main(["eval", "report", *args, "--output", str(tmp_path / "out")]) == 2
         assert needle in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_a_new_judged_metric_is_one_entry(tmp_path, monkeypatch):
+    """Declaring one more number of results.json (here a length-controlled winrate) gives it a column with the same
+    statistics, next to the winrate of its protocol; files without it are unaffected."""
+    from prefcli.eval.report import columns
+
+    monkeypatch.setattr(columns, "JUDGED_METRICS", (
+        *columns.JUDGED_METRICS, columns.JudgedMetric("lc_winrate", "LC WR", interval_field="lc_ci95")))
+    for seed, (winrate, lc) in enumerate([(50.0, 40.0), (54.0, 46.0)]):
+        judged(tmp_path / f"lc-seed{seed}", "alpaca", winrate, [45.0, 60.0], seed=seed)
+        data = json.loads((tmp_path / f"lc-seed{seed}" / "results.json").read_text())
+        data.update({"lc_winrate": lc, "lc_ci95": [lc - 5, lc + 5]})
+        (tmp_path / f"lc-seed{seed}" / "results.json").write_text(json.dumps(data))
+    judged(tmp_path / "old", "arena", 30.0, [25.0, 35.0], seed=0)  # no lc_winrate: no LC column for arena
+    dirs = [str(tmp_path / "lc-seed0"), str(tmp_path / "lc-seed1"), str(tmp_path / "old")]
+    assert run_main(["eval", "report", *dirs, "--output", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [c["label"] for c in report["columns"]] == ["AlpacaEval WR", "AlpacaEval LC WR", "Arena-Hard WR"]
+    cell = report["rows"][0]["cells"][report["columns"][1]["key"]]
+    std = math.sqrt(((40 - 43) ** 2 + (46 - 43) ** 2) / 1)
+    half = t_quantile_975(1) * std / math.sqrt(2)
+    assert cell["mean"] == 43.0 and cell["std"] == pytest.approx(std)
+    assert cell["ci95"] == pytest.approx([max(0.0, 43 - half), min(100.0, 43 + half)])
+    assert "| AlpacaEval LC WR (%) |" in (tmp_path / "out" / "report.md").read_text()

@@ -11,6 +11,9 @@ from rich.table import Table
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
 from prefcli.errors import ConfigError
+from prefcli.eval.harness import HarnessConfig, plan_tasks, run_harness, save_harness
+from prefcli.eval.harness import list_tasks as known_tasks
+from prefcli.eval.paths import check_output_dir
 
 
 def _parse_batch_size(text: str) -> int | str:
@@ -56,7 +59,8 @@ def register(app: typer.Typer) -> None:
             "--apply-chat-template", help="Render prompts (and few-shot examples, as turns) with the model's chat "
             "template.")] = False,
         output: Annotated[Path | None, typer.Option(
-            "--output", help="Output directory for harness.json (default: ./harness-<model name>).")] = None,
+            "--output", help="Output directory for harness.json (default: ./harness-<model name>); checked before "
+            "the evaluation starts.")] = None,
         seed: Annotated[int | None, typer.Option(
             "--seed", help="Seed for python, numpy, torch and few-shot sampling (default: lm-eval's "
             "0/1234/1234/1234).")] = None,
@@ -72,9 +76,6 @@ def register(app: typer.Typer) -> None:
 
         Example: prefcli eval harness --model runs/mcpo --suite leaderboard-v1 --output runs/mcpo/harness
         """
-        from prefcli.eval.harness import HarnessConfig, plan_tasks, run_harness, save_harness
-        from prefcli.eval.harness import list_tasks as known_tasks
-
         if not verbose:
             logging.getLogger("lm_eval").setLevel(logging.ERROR)
         include = tuple(str(path) for path in include_path or [])
@@ -90,7 +91,7 @@ def register(app: typer.Typer) -> None:
                                batch_size=_parse_batch_size(batch_size), include_path=include,
                                apply_chat_template=apply_chat_template, seed=seed, device=device,
                                log_samples=log_samples)
-        output = output or _default_output(model)
+        output = check_output_dir(output or _default_output(model))
 
         with progress_bar() as bar:
             job = bar.add_task("lm-eval", total=len(planned), status="loading model and data")
@@ -134,8 +135,9 @@ def register(app: typer.Typer) -> None:
 
         Example: prefcli eval report runs/dpo-seed0 runs/dpo-seed1 runs/mcpo-seed0 runs/mcpo-seed1 --output report
         """
-        from prefcli.eval.report import build_report, collect, format_cell, write_report
+        from prefcli.eval.report import build_report, collect, format_cell, write_report  # scipy.stats: ~1 s
 
+        check_output_dir(output)
         observations, skipped = collect(run_dirs, name_by=name_by)
         if not observations:
             raise ConfigError("no numbers to report: " + "; ".join(skipped))

@@ -3,15 +3,27 @@ with every judge call kept in a durable store so nothing is lost or paid for twi
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
-import sys
+import sqlite3
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
-from prefcli.errors import ConfigError, JudgeError
+from prefcli.errors import ConfigError, DataError, JudgeError
+from prefcli.eval.judged import (
+    JudgedEval,
+    JudgedEvalSettings,
+    check_settings,
+    collect_inputs,
+    evaluate_judged,
+    open_judge,
+)
+from prefcli.eval.judges import DEMO_LABEL, judge_kind
+from prefcli.eval.model_outputs import GenerationSettings
+from prefcli.eval.store import JudgmentStore
 
 _HELP = {
     "alpaca": (
@@ -81,109 +93,64 @@ def _judged_command(protocol_name: str):
         batch_size: int = typer.Option(8, "--batch-size", min=1, help="Generation batch size."),
         backend: str = typer.Option("hf", "--backend", help="Generation backend: hf or vllm."),
     ) -> None:
-        settings = dict(locals())
-        _run_judged(**settings)
+        settings = JudgedEvalSettings(
+            output=output, judge=judge, protocol=protocol, model=model, outputs=outputs,
+            instructions=instructions, reference=reference, judge_model=judge_model, judge_key_env=judge_key_env,
+            judge_prompt=judge_prompt, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+            retry_delay=retry_delay, max_failed_frac=max_failed_frac, judge_max_tokens=judge_max_tokens, seed=seed,
+            store=store, limit=limit, bootstrap_rounds=bootstrap_rounds,
+            generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                          batch_size=batch_size, seed=seed, backend=backend))
+        _print_evaluation(settings, _evaluate(settings))
 
     command.__name__ = f"eval_{protocol_name}"
     return command
 
 
-def _run_judged(*, output: Path, judge: str, model, outputs, instructions, reference, judge_model, judge_key_env,
-                judge_prompt, protocol, concurrency, timeout, max_retries, retry_delay, max_failed_frac,
-                judge_max_tokens, seed, store, limit, bootstrap_rounds, max_new_tokens, temperature, top_p,
-                batch_size, backend) -> None:
-    from prefcli import __version__
-    from prefcli.data.atomic import atomic_open, write_json
-    from prefcli.data.sidecar import file_checksum, write_sidecar
-    from prefcli.eval import items as items_lib
-    from prefcli.eval.judges import DEMO_LABEL, judge_kind, make_judge
-    from prefcli.eval.protocols import load_protocol
-    from prefcli.eval.run import judge_all, judgment_rows, plan_judgments, summarize
-    from prefcli.eval.store import JudgmentStore
+def _evaluate(settings: JudgedEvalSettings) -> JudgedEval:
+    """Run the library pipeline with a generation bar and a judging bar."""
+    with progress_bar(transient=True) as bar:
+        generating = None
 
-    if (model is None) == (outputs is None):
-        raise ConfigError("pass exactly one of --model (generate the outputs) or --outputs FILE")
-    kind = judge_kind(judge)
-    api_key = None
-    if judge_key_env:
-        api_key = os.environ.get(judge_key_env)
-        if not api_key:
-            raise ConfigError(f"--judge-key-env: the environment variable {judge_key_env} is not set")
-    proto = load_protocol(protocol, judge_prompt=judge_prompt)
-    output.mkdir(parents=True, exist_ok=True)
-    store_path = store or output / "judgments.sqlite"
+        def generation_progress(done: int, total: int) -> None:
+            nonlocal generating
+            if generating is None:
+                generating = bar.add_task("generating", total=total, status="")
+            bar.update(generating, completed=done)
 
-    instruction_list = _load_instructions(items_lib, instructions, proto, need=model is not None)
-    if limit and instruction_list is not None:
-        instruction_list = instruction_list[:limit]
-    ref_table, reference_source = _load_reference(items_lib, reference, proto)
-    generation = None
-    if model is not None:
-        generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
-                      "batch_size": batch_size, "seed": seed, "backend": backend}
-        with progress_bar(transient=True) as bar:
-            task = bar.add_task("generating", total=len(instruction_list), status="")
-            out_table, reused = items_lib.generate_model_outputs(
-                model, instruction_list, output / "outputs.json", generation=generation,
-                progress=lambda done: bar.update(task, completed=done))
-        err_console.print(f"{'reused' if reused else 'wrote'} {output / 'outputs.json'}")
-        outputs_source = str(output / "outputs.json")
-    else:
-        out_table, outputs_source = items_lib.read_outputs(outputs), str(outputs)
-    items = items_lib.match_items(instruction_list, out_table, ref_table, outputs_source=outputs_source,
-                                  reference_source=reference_source)
-    if limit:
-        items = items[:limit]
-
-    judge_impl = make_judge(judge, protocol=proto, model=judge_model, api_key=api_key, timeout=timeout)
-    if judge_impl.is_demo:
-        err_console.print(f"[yellow]--judge {judge} is a {DEMO_LABEL}[/yellow]")
-    planned = plan_judgments(proto, items, judge_name=judge_impl.name, seed=seed)
-
-    with JudgmentStore(store_path) as judgment_store, progress_bar() as bar:
-        task = bar.add_task(f"judging ({proto.name})", total=len(planned), status="")
+        protocol = check_settings(settings)
+        inputs = collect_inputs(settings, protocol, generation_progress)
+    if inputs.outputs_reused is not None:
+        err_console.print(f"{'reused' if inputs.outputs_reused else 'wrote'} {inputs.outputs_source}")
+    judge = open_judge(settings, protocol)
+    if judge.is_demo:
+        err_console.print(f"[yellow]--judge {settings.judge} is a {DEMO_LABEL}[/yellow]")
+    total = len(inputs.items) * (2 if protocol.order == "both" else 1)
+    with progress_bar() as bar:
+        task = bar.add_task(f"judging ({protocol.name})", total=total, status="")
         tallies = {"ok": 0, "failed": 0, "identical": 0}
 
         def on_result(result) -> None:
             tallies[result.status] += 1
             bar.update(task, advance=1, status=f"ok {tallies['ok']} failed {tallies['failed']}")
 
-        results = judge_all(planned, protocol=proto, judge=judge_impl, store=judgment_store,
-                            concurrency=concurrency, max_retries=max_retries, retry_delay=retry_delay,
-                            max_tokens=judge_max_tokens, on_result=on_result)
-        failures = judgment_store.failures(3)
+        async def judge_and_close() -> JudgedEval:
+            try:
+                return await evaluate_judged(settings, inputs, judge=judge, on_result=on_result)
+            finally:
+                await judge.aclose()
 
-    summary = summarize(proto, items, results, seed=seed, bootstrap_rounds=bootstrap_rounds)
-    judge_label = f"{judge} ({'demo judge' if judge_impl.is_demo else kind})"
-    summary.update({
-        "judge": f"{judge} (demo judge)" if judge_impl.is_demo else judge,
-        "judge_model": judge_impl.name,
-        "demo_judge": bool(judge_impl.is_demo),
-        "judge_note": DEMO_LABEL if judge_impl.is_demo else None,
-        "model": str(model) if model is not None else items[0].generator if items else None,
-        "reference": items[0].reference_generator if items else None,
-        "generation": generation,
-        "max_failed_frac": max_failed_frac,
-        "store": str(store_path),
-        "prefcli_version": __version__,
-    })
-    write_json(output / "results.json", summary)
-    with atomic_open(output / "judgments.jsonl") as handle:
-        for row in judgment_rows(results):
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    inputs = {name: file_checksum(path) for name, path in
-              (("outputs", outputs_source), ("reference", reference_source), ("instructions", instructions))
-              if path and Path(path).is_file()}
-    write_sidecar(output / "results.json", seed=seed, inputs=inputs, argv=["prefcli", *sys.argv[1:]],
-                  config={"protocol": proto.source, "template_version": proto.template_version, "judge": judge,
-                          "judge_model": judge_model, "concurrency": concurrency, "timeout": timeout,
-                          "max_retries": max_retries, "judge_max_tokens": judge_max_tokens},
-                  counts={k: summary[k] for k in ("n", "judgments", "judged", "failed", "identical", "reused")})
+        return asyncio.run(judge_and_close())
 
+
+def _print_evaluation(settings: JudgedEvalSettings, evaluation: JudgedEval) -> None:
+    summary = evaluation.summary
+    protocol_label = f"{summary['protocol']} ({summary['template_version']})"
+    kind = "demo judge" if summary["demo_judge"] else judge_kind(settings.judge)
     ci = summary["ci95"] or [None, None]
     rows = [
-        ("protocol", f"{proto.name} ({proto.template_version})"),
-        ("judge", judge_label),
+        ("protocol", protocol_label),
+        ("judge", f"{settings.judge} ({kind})"),
         ("items", summary["n"]),
         ("winrate %", summary["winrate"] if summary["winrate"] is not None else "n/a"),
         ("95% CI %", f"[{ci[0]}, {ci[1]}]" if ci[0] is not None else "n/a"),
@@ -194,61 +161,31 @@ def _run_judged(*, output: Path, judge: str, model, outputs, instructions, refer
     ]
     if summary["logprob_weighted"]:
         rows.append(("log-prob weighted", summary["logprob_weighted"]))
-    if proto.order == "both":
+    if summary["order"] == "both":
         rows.append(("flip rate %", summary["flip_rate"] if summary["flip_rate"] is not None else "n/a"))
-    rows.append(("results", str(output / "results.json")))
-    console.print(summary_table(f"prefcli eval {proto.name}", rows))
-    if summary["failed_frac"] > max_failed_frac:
-        for error, reply in failures:
+    rows.append(("results", str(evaluation.results_file)))
+    console.print(summary_table(f"prefcli eval {summary['protocol']}", rows))
+    if evaluation.too_many_failed:
+        for error, reply in evaluation.failures:
             err_console.print(f"  last failure: {error}" + (f"; reply {reply[:80]!r}" if reply else ""),
                               highlight=False)
         raise JudgeError(f"{summary['failed']} of {summary['judgments'] - summary['identical']} judgments failed "
-                         f"({100 * summary['failed_frac']:.1f}% > --max-failed-frac {max_failed_frac}); results.json "
-                         "counts them as failed; rerun the same command to retry only those")
-
-
-def _load_instructions(items_lib, instructions: str | None, proto, *, need: bool) -> list[str] | None:
-    if instructions is None:
-        if not need:
-            return None
-        if not proto.instructions_hub:
-            raise ConfigError(f"--instructions FILE is required (protocol {proto.name} names no public set)")
-        return [row["instruction"] for row in items_lib.load_hub_rows(proto.instructions_hub, "instructions")]
-    if Path(instructions).exists() or not _looks_like_hub_id(instructions):
-        return items_lib.read_instructions(instructions)
-    return [row["instruction"] for row in
-            items_lib.load_hub_rows({"id": instructions, "split": "train"}, "instructions")]
-
-
-def _load_reference(items_lib, reference: str | None, proto) -> tuple[dict, str]:
-    if reference is not None and (Path(reference).exists() or not _looks_like_hub_id(reference)):
-        return items_lib.read_outputs(reference), str(reference)
-    spec = {"id": reference, "split": "train"} if reference is not None else proto.reference_hub
-    if not spec:
-        raise ConfigError(f"--reference FILE is required (protocol {proto.name} names no public reference)")
-    rows = items_lib.load_hub_rows(spec, "reference outputs")
-    if any(not isinstance(row["output"], str) for row in rows):
-        raise ConfigError(f"{spec['id']}: rows have no 'output' field; pass --reference FILE")
-    return {row["instruction"]: (row["output"], str(row["generator"])) for row in rows}, spec["id"]
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.endswith((".json", ".jsonl"))
+                         f"({100 * summary['failed_frac']:.1f}% > --max-failed-frac {settings.max_failed_frac}); "
+                         "results.json counts them as failed; rerun the same command to retry only those")
 
 
 def status_command(
     run_dir: Path = typer.Argument(..., help="Run directory (holds judgments.sqlite and results.json)."),
     store: Path | None = typer.Option(None, "--store", help="Judgment store (default DIR/judgments.sqlite)."),
 ) -> None:
-    from rich.table import Table
-
-    from prefcli.eval.store import JudgmentStore
-
     store_path = store or run_dir / "judgments.sqlite"
+    results = _read_results(run_dir / "results.json")
     with JudgmentStore(store_path, readonly=True) as judgment_store:
-        groups = judgment_store.counts()
-        failures = judgment_store.failures(3)
+        try:
+            groups = judgment_store.counts()
+            failures = judgment_store.failures(3)
+        except sqlite3.DatabaseError as error:
+            raise ConfigError(f"{store_path}: not a judgment store (SQLite: {error})") from None
     table = Table(title=f"judgments in {store_path}", header_style="bold")
     for column in ("judge", "protocol", "status", "judgments", "attempts"):
         table.add_column(column, justify="right" if column in ("judgments", "attempts") else "left")
@@ -258,11 +195,24 @@ def status_command(
     console.print(table)
     totals = {"ok": sum(g[3] for g in groups if g[2] == "ok"), "failed": sum(g[3] for g in groups if g[2] != "ok")}
     rows: list[tuple[str, object]] = [("ok", totals["ok"]), ("failed", totals["failed"])]
-    results_file = run_dir / "results.json"
-    if results_file.is_file():
-        results = json.loads(results_file.read_text(encoding="utf-8"))
+    if results is not None:
         rows += [("last run: protocol", results.get("protocol")), ("last run: winrate %", results.get("winrate")),
                  ("last run: items", results.get("n")), ("last run: failed", results.get("failed"))]
     for error, _ in failures:
         rows.append(("recent failure", error))
     console.print(summary_table("status", rows))
+
+
+def _read_results(path: Path) -> dict | None:
+    """A run's ``results.json`` (None when absent); anything but a JSON object is one clear error."""
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(path, None, "not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise DataError(path, error.lineno, f"not valid JSON: {error.msg}") from None
+    if not isinstance(results, dict):
+        raise DataError(path, None, f"expected a JSON object of results, got a {type(results).__name__}")
+    return results

@@ -8,6 +8,9 @@ from pathlib import Path
 import typer
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
+from prefcli.eval.items import read_instructions
+from prefcli.eval.model_outputs import GenerationSettings, generate_model_outputs
+from prefcli.eval.paths import check_output_file, check_utf8
 
 
 def register(app: typer.Typer) -> None:
@@ -15,7 +18,8 @@ def register(app: typer.Typer) -> None:
     def generate(
         model: str = typer.Option(..., help="Model directory (full model or LoRA adapter) or hub id."),
         instructions: Path = typer.Option(..., help="JSON/JSONL file with an 'instruction' field per item."),
-        output: Path = typer.Option(..., help="JSON file to write: [{instruction, output, generator}]."),
+        output: Path = typer.Option(..., help="JSON file to write: [{instruction, output, generator}] (not a "
+                                    "directory, not the --instructions file)."),
         max_new_tokens: int = typer.Option(512, min=1, help="Tokens generated per output."),
         temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy."),
         top_p: float = typer.Option(1.0, help="Nucleus sampling (sampling only)."),
@@ -24,15 +28,15 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("hf", help="hf or vllm (when installed)."),
     ) -> None:
         """Generate a model's outputs for instructions, in alpaca_eval format, with a sidecar; a rerun with the
-        same model, parameters and instructions reuses the file.
+        same model weights, parameters and instructions reuses the file.
 
         Example: prefcli generate --model ./sft --instructions instructions.json --output ref.json
         """
-        from prefcli.eval.items import generate_model_outputs, read_instructions
-
+        check_output_file(output, inputs={"--instructions": instructions, "--model": model})
+        check_utf8(instructions)
         instruction_list = read_instructions(instructions)
-        generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
-                      "batch_size": batch_size, "seed": seed, "backend": backend}
+        generation = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                        batch_size=batch_size, seed=seed, backend=backend)
         with progress_bar(transient=True) as bar:
             task = bar.add_task("generating", total=len(instruction_list), status="")
             outputs, reused = generate_model_outputs(model, instruction_list, output, generation=generation,

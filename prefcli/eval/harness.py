@@ -19,14 +19,19 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib.metadata
 import json
 import math
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from prefcli import __version__
+from prefcli.data.atomic import atomic_open, write_json
 from prefcli.errors import ConfigError, PrefcliError
+from prefcli.eval import lm_eval_private
 from prefcli.eval.suites import SuiteTask, list_suites, load_suite
 from prefcli.generate.loading import ModelRef, default_device, resolve_model
 
@@ -97,8 +102,6 @@ def build_task_manager(include_path: tuple[str, ...] | list[str], names: list[st
 
     Indexing lm-eval's ~14,000 built-in task YAMLs takes seconds, so when every requested name is a plain task
     found under ``include_path`` the built-in tasks are not indexed."""
-    from lm_eval.tasks._index import Kind
-
     include = tuple(str(Path(path).resolve()) for path in include_path)
     for given, path in zip(include_path, include):
         if not Path(path).is_dir():
@@ -106,7 +109,7 @@ def build_task_manager(include_path: tuple[str, ...] | list[str], names: list[st
     if include:
         local = task_manager(include, include_defaults=False)
         index = local.task_index
-        if all(name in index and index[name].kind in (Kind.TASK, Kind.PY_TASK) for name in names):
+        if all(name in index and lm_eval_private.is_plain_task(index[name]) for name in names):
             return local
     manager = task_manager(include)
     for name in names:
@@ -150,7 +153,7 @@ def load_task(manager, name: str, include_path: tuple[str, ...] = ()) -> list:
     try:
         loaded = manager.load([spec])
     except Exception as error:  # noqa: BLE001 - datasets raises many types; all mean "this data is not usable"
-        dataset = (entry.cfg or {}).get("dataset_path", "?")
+        dataset = lm_eval_private.entry_config(entry).get("dataset_path", "?")
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PrefcliError(f"task {name!r}: cannot load dataset {dataset!r} ({type(error).__name__}: {reason}); "
                            "offline, only cached datasets and local data files are available") from None
@@ -164,15 +167,12 @@ def load_task(manager, name: str, include_path: tuple[str, ...] = ()) -> list:
 def _spec_with_local_data_files(entry, include_path: tuple[str, ...]):
     """For a task YAML under ``include_path`` whose ``dataset_kwargs`` name relative ``data_files``/``data_dir``
     that exist next to the YAML, the full config with those paths made absolute; otherwise the task's name."""
-    from lm_eval.tasks._index import Kind
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    yaml_path = getattr(entry, "yaml_path", None)
+    yaml_path = lm_eval_private.entry_yaml_path(entry)
     roots = [Path(path).resolve() for path in include_path]
-    if entry.kind is not Kind.TASK or yaml_path is None or \
-            not any(Path(yaml_path).resolve().is_relative_to(root) for root in roots):
+    if not lm_eval_private.is_yaml_task(entry) or yaml_path is None or \
+            not any(yaml_path.resolve().is_relative_to(root) for root in roots):
         return entry.name
-    kwargs = (entry.cfg or {}).get("dataset_kwargs") or {}
+    kwargs = lm_eval_private.entry_config(entry).get("dataset_kwargs") or {}
     base = Path(yaml_path).resolve().parent
 
     def absolute(value):
@@ -188,7 +188,7 @@ def _spec_with_local_data_files(entry, include_path: tuple[str, ...]):
     resolved = {key: absolute(kwargs[key]) for key in ("data_files", "data_dir") if key in kwargs}
     if all(resolved[key] == kwargs[key] for key in resolved):
         return entry.name
-    config = load_yaml(Path(yaml_path), resolve_func=True)
+    config = lm_eval_private.load_task_yaml(yaml_path)
     config["dataset_kwargs"] = {**config.get("dataset_kwargs", {}), **resolved}
     return config
 
@@ -203,8 +203,8 @@ def check_metric(task: SuiteTask, objects: list) -> None:
         metrics = {item.metric for item in target.aggregate_metric_list or []}
         filters = set()
     else:
-        metrics = set(getattr(target, "_metric_fn_list", {}) or {})
-        filters = {ensemble.name for ensemble in getattr(target, "_filters", []) or []}
+        metrics = lm_eval_private.task_metric_names(target)
+        filters = lm_eval_private.task_filter_names(target)
     if metrics and metric not in metrics:
         raise ConfigError(f"task {task.task!r}: metric {task.metric!r}: {metric!r} is not one of its metrics "
                           f"({', '.join(sorted(metrics))})")
@@ -277,7 +277,7 @@ def run_harness(config: HarnessConfig,
         "config": {**config.to_dict(), "pretrained": ref.base, "peft": ref.adapter, "tokenizer": ref.tokenizer,
                    "device": config.device or default_device(), "elapsed_s": round(time.time() - started, 3)},
         "versions": library_versions(ref.is_adapter),
-        "prefcli_version": _prefcli_version(),
+        "prefcli_version": __version__,
     }
     return result, samples
 
@@ -347,9 +347,6 @@ def _jsonable(value):
 
 
 def library_versions(with_peft: bool) -> dict:
-    import importlib.metadata
-    import platform
-
     versions = {"python": platform.python_version()}
     names = ["lm_eval", "transformers", "torch", "datasets", "accelerate"] + (["peft"] if with_peft else [])
     for name in names:
@@ -360,16 +357,8 @@ def library_versions(with_peft: bool) -> dict:
     return versions
 
 
-def _prefcli_version() -> str:
-    from prefcli import __version__
-
-    return __version__
-
-
 def save_harness(output_dir: str | Path, result: dict, samples: dict | None = None) -> Path:
     """Write ``OUTPUT/harness.json`` (and ``OUTPUT/samples/<task>.jsonl`` when samples were logged), atomically."""
-    from prefcli.data.atomic import atomic_open, write_json
-
     output_dir = Path(output_dir)
     path = output_dir / "harness.json"
     write_json(path, result)
@@ -378,23 +367,6 @@ def save_harness(output_dir: str | Path, result: dict, samples: dict | None = No
             for record in records:
                 handle.write(json.dumps(record, default=_jsonable, ensure_ascii=False) + "\n")
     return path
-
-
-def read_harness(path: str | Path) -> dict:
-    """Read and check a ``harness.json`` (used by the report)."""
-    from prefcli.errors import DataError
-
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DataError(path, None, f"cannot read harness results: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("headline"), dict):
-        raise DataError(path, None, "missing or not an object", field="headline")
-    for task, entry in data["headline"].items():
-        if not isinstance(entry, dict) or "metric" not in entry or "value" not in entry:
-            raise DataError(path, None, "must be {metric, value, stderr, num_fewshot}", field=f"headline.{task}")
-    return data
 
 
 def list_tasks(include_path: tuple[str, ...] | list[str] = ()) -> list[str]:

@@ -81,21 +81,15 @@ def plan_judgments(protocol: Protocol, items: list[EvalItem], *, judge_name: str
     return planned
 
 
-def judge_all(planned: list[PlannedJudgment], *, protocol: Protocol, judge, store: JudgmentStore,
-              concurrency: int = 8, max_retries: int = 3, retry_delay: float = 1.0, max_tokens: int | None = None,
-              on_result: Callable[[JudgmentResult], None] | None = None) -> list[JudgmentResult]:
-    """Run :func:`judge_all_async` on a fresh event loop."""
-    return asyncio.run(judge_all_async(planned, protocol=protocol, judge=judge, store=store,
-                                       concurrency=concurrency, max_retries=max_retries, retry_delay=retry_delay,
-                                       max_tokens=max_tokens, on_result=on_result))
-
-
 async def judge_all_async(planned: list[PlannedJudgment], *, protocol: Protocol, judge, store: JudgmentStore,
                           concurrency: int = 8, max_retries: int = 3, retry_delay: float = 1.0,
                           max_tokens: int | None = None,
-                          on_result: Callable[[JudgmentResult], None] | None = None) -> list[JudgmentResult]:
+                          on_result: Callable[[JudgmentResult], None] | None = None,
+                          check_judge: bool = True) -> list[JudgmentResult]:
     """One :class:`JudgmentResult` per planned judgment, in plan order. Stored successes are reused without a
-    call; everything else is judged now and recorded before the next result is reported."""
+    call; everything else is judged now and recorded before the next result is reported. The judge belongs to the
+    caller, who closes it (in the same event loop: its connections live there). With ``check_judge`` a judge that
+    can be probed (``judge.check()``) is probed once before the first call, so an unreachable endpoint fails fast."""
     notify = on_result or (lambda result: None)
     results: list[JudgmentResult | None] = [None] * len(planned)
     stored = store.lookup(sorted({p.key for p in planned if p.key is not None}))
@@ -113,12 +107,8 @@ async def judge_all_async(planned: list[PlannedJudgment], *, protocol: Protocol,
         else:
             to_call.setdefault(plan.key, []).append(index)
 
-    if to_call and hasattr(judge, "check"):
-        try:
-            await judge.check()
-        except BaseException:
-            await judge.aclose()
-            raise
+    if to_call and check_judge and hasattr(judge, "check"):
+        await judge.check()
     queue: asyncio.Queue[list[int]] = asyncio.Queue()
     for indices in to_call.values():
         queue.put_nowait(indices)
@@ -151,7 +141,6 @@ async def judge_all_async(planned: list[PlannedJudgment], *, protocol: Protocol,
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await judge.aclose()
     return results  # type: ignore[return-value]
 
 

@@ -133,22 +133,6 @@ def rank_candidates(instructions: list[str], candidate_sets: list[list[str]], *,
                              progress=progress))
 
 
-class _KeepOpen:
-    """The judge as ``judge_all_async`` sees it: its ``aclose`` is deferred to the end of the whole ranking, so
-    one client (one connection pool) serves every round."""
-
-    def __init__(self, judge):
-        self._judge = judge
-        self.name = judge.name
-        self.is_demo = getattr(judge, "is_demo", False)
-
-    async def complete(self, request):
-        return await self._judge.complete(request)
-
-    async def aclose(self) -> None:
-        return None
-
-
 async def _rank(instructions, candidate_sets, *, judge, protocol, store, both_orders, seed, concurrency,
                 max_retries, retry_delay, max_tokens, progress) -> list[Ranking]:
     from prefcli.eval.run import PlannedJudgment, judge_all_async
@@ -163,7 +147,6 @@ async def _rank(instructions, candidate_sets, *, judge, protocol, store, both_or
         if progress is not None:
             progress(done[0], total)
 
-    keep_open = _KeepOpen(judge)
     rounds = max((len(texts) for texts in candidate_sets), default=0)
     try:
         for round_index in range(1, rounds):
@@ -180,9 +163,10 @@ async def _rank(instructions, candidate_sets, *, judge, protocol, store, both_or
                     key = None if challenger_text == incumbent_text else judgment_key(
                         judge.name, protocol.template_version, instruction, first, second, first_is_challenger)
                     planned.append(PlannedJudgment(item, instruction, first, second, first_is_challenger, key))
-            results = await judge_all_async(planned, protocol=protocol, judge=keep_open, store=store,
+            results = await judge_all_async(planned, protocol=protocol, judge=judge, store=store,
                                             concurrency=concurrency, max_retries=max_retries,
-                                            retry_delay=retry_delay, max_tokens=max_tokens, on_result=on_result)
+                                            retry_delay=retry_delay, max_tokens=max_tokens, on_result=on_result,
+                                            check_judge=False)
             failed = [result for result in results if result.status == "failed"]
             if failed:
                 raise JudgeError(

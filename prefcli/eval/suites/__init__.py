@@ -14,6 +14,8 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from prefcli.errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent
@@ -56,8 +58,6 @@ def load_suite(name_or_path: str | Path) -> Suite:
 
 
 def parse_suite(path: Path) -> Suite:
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
