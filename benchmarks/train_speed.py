@@ -132,7 +132,9 @@ def run_worker(kind: str, threads: int, **kwargs) -> dict:
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{kind} worker failed:\n{done.stderr[-4000:]}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "wall_seconds": wall}
+    result = {**json.loads(done.stdout.strip().splitlines()[-1]), "wall_seconds": wall}
+    Path(f"{kwargs['output']}.json").write_text(json.dumps(result), encoding="utf-8")  # for --report
+    return result
 
 
 def main() -> None:
@@ -142,6 +144,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--mcpo", action="store_true", help="also time mcpo --negatives 1 and 4 (one round)")
     parser.add_argument("--keep", type=Path, default=None, help="write assets and runs here (kept)")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="only print the comparison of the runs finished so far in this --keep directory")
     parser.add_argument("--worker", choices=("prefcli", "trl"), default=None)
     parser.add_argument("--model"), parser.add_argument("--data"), parser.add_argument("--output")
     parser.add_argument("--cache"), parser.add_argument("--loss", default="dpo")
@@ -156,6 +160,9 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    if args.report:
+        report(collect(args.report), args.report)
+        return
     root = args.keep or Path(tempfile.mkdtemp(prefix="prefcli-train-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     model, data = make_assets(root)
@@ -178,6 +185,23 @@ def main() -> None:
                 "prefcli", args.threads, output=root / f"mcpo{negatives}", cache=root / f"cache-mcpo{negatives}",
                 loss="mcpo", negatives=negatives, **common)]
 
+    report(rounds, root)
+
+
+RUNS = {"trl": "trl dpo", "dpo": "prefcli dpo (fresh cache)", "dpo-warm": "prefcli dpo (warm cache)",
+        "mcpo1": "prefcli mcpo K=1", "mcpo4": "prefcli mcpo K=4"}
+
+
+def collect(root: Path) -> dict[str, list[dict]]:
+    """The saved results of every finished worker under ``root`` (round-N/NAME.json, NAME.json)."""
+    rounds: dict[str, list[dict]] = {}
+    for stem, name in RUNS.items():
+        for path in sorted(root.glob(f"round-*/{stem}.json")) + sorted(root.glob(f"{stem}.json")):
+            rounds.setdefault(name, []).append(json.loads(path.read_text(encoding="utf-8")))
+    return rounds
+
+
+def report(rounds: dict[str, list[dict]], root: Path) -> None:
     best = {}
     for name, runs in rounds.items():
         for run in runs:
@@ -193,14 +217,18 @@ def main() -> None:
               f"{b['wall']:>16.1f}{b['rss']:>13.0f}{b['loss']:>12.4f}")
     print("\nper round (whole process s): " + "; ".join(
         f"{name}: " + ", ".join(f"{r['wall_seconds']:.1f}" for r in runs) for name, runs in rounds.items()))
-    trl, fresh, warm = best["trl dpo"], best["prefcli dpo (fresh cache)"], best["prefcli dpo (warm cache)"]
+    if "trl dpo" not in best or "prefcli dpo (fresh cache)" not in best:
+        print(f"\n(no TRL / prefcli pair finished yet in {root})")
+        return
+    trl, fresh, warm = best["trl dpo"], best["prefcli dpo (fresh cache)"], best.get("prefcli dpo (warm cache)")
     step_ratio = trl["median"] / fresh["median"]
     whole_ratio = trl["wall"] / fresh["wall"]
     print("\nprefcli dpo vs TRL DPOTrainer, measured in this run:")
     print(f"  per step (median): {step_ratio:.2f}x (goal >= 2.5x: {'met' if step_ratio >= 2.5 else 'NOT met'})")
     print(f"  whole process, fresh reference cache: {whole_ratio:.2f}x (goal >= 2x: "
           f"{'met' if whole_ratio >= 2 else 'NOT met'})")
-    print(f"  whole process, warm reference cache: {trl['wall'] / warm['wall']:.2f}x")
+    if warm is not None:
+        print(f"  whole process, warm reference cache: {trl['wall'] / warm['wall']:.2f}x")
     print(f"  peak RSS: prefcli {fresh['rss']:.0f} MB vs TRL {trl['rss']:.0f} MB")
     for negatives, target in ((1, 1.6), (4, 2.5)):
         name = f"prefcli mcpo K={negatives}"
@@ -208,6 +236,7 @@ def main() -> None:
             ratio = best[name]["median"] / fresh["median"]
             print(f"mcpo --negatives {negatives} step time / dpo step time: {ratio:.2f}x (median step; target <= "
                   f"{target}x: {'met' if ratio <= target else 'NOT met'})")
+
 
 if __name__ == "__main__":
     main()

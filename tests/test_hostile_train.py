@@ -136,6 +136,8 @@ CASES = [
     Case("train-ref-cache-dir-is-a-file", (*BASE, "--model", "{model}", "--output", "{tmp}/run",
                                            "--ref-cache-dir", "{tmp}/file"), "--ref-cache-dir", setup=data_and_file,
          absent=("{tmp}/run",)),
+    Case("train-ref-rows-unknown", (*BASE, "--model", "{model}", "--output", "{tmp}/run", "--ref-rows", "some"),
+         "--ref-rows: must be one of reached, all", setup=data_only, absent=("{tmp}/run",)),
     Case("train-model-without-tokenizer", (*BASE, "--model", "{tmp}/model", "--output", "{tmp}/run"),
          "has no tokenizer", setup=no_tokenizer, absent=("{tmp}/run",)),
     Case("train-model-invalid-config", (*BASE, "--model", "{tmp}/model", "--output", "{tmp}/run"),

@@ -83,6 +83,9 @@ def register(app: typer.Typer) -> None:
         ref_cache_dir: Path | None = typer.Option(None, "--ref-cache-dir",
                                                   help="Where reference log-probs are cached "
                                                        "(default: <data dir>/.prefcli-cache)."),
+        ref_rows: str | None = typer.Option(None, "--ref-rows",
+                                            help="Precompute reference log-probs for the examples the run reaches "
+                                                 "(reached) or for every example (all). (default: reached)"),
         share_prompt: bool | None = typer.Option(None, "--share-prompt/--no-share-prompt",
                                                     help="Encode each prompt once per step (KV cache)."),
         logits_chunk_size: int | None = typer.Option(None, "--logits-chunk-size",

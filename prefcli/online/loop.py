@@ -330,17 +330,19 @@ def _train_segment(config, plan: SegmentPlan, policy: str, reference_model: str,
     segment_config = dataclasses.replace(
         config, model=str(policy), ref_model=config.ref_model if plan.index == 1 else reference_model, data=str(data_path),
         output=str(run_dir), max_steps=plan.steps, resume=resume, online=None)
+    part = None
     if schedule_steps is not None:
+        from prefcli.train.setup import RunPart
+
         previous = plan.directory.parent / str(plan.index - 1) / "model"
-        segment_config = dataclasses.replace(
-            segment_config, schedule_steps=schedule_steps, schedule_offset=plan.step_offset, save_final_state=True,
-            init_optimizer=None if plan.index == 1 else str(_last_checkpoint(previous)))
+        part = RunPart(schedule_steps, plan.step_offset,
+                       init_optimizer=None if plan.index == 1 else str(_last_checkpoint(previous)))
     on_progress = None
     if progress is not None:
         def on_progress(phase: str, done: int, total: int, metrics: dict) -> None:
             progress(f"{label}: {phase}", done, total, metrics)
 
-    return train(segment_config, progress=on_progress)
+    return train(segment_config, progress=on_progress, part=part)
 
 
 def _last_checkpoint(run_dir: Path) -> Path:

@@ -89,12 +89,6 @@ class TrainConfig:
     log_every: int = 1                   # metrics.jsonl line every N optimizer steps
     report_to: str = "none"              # none | tensorboard | wandb (accelerate trackers), comma-separated
 
-    # one run split in parts (online segments): the schedule spans every part and the optimizer state carries over
-    schedule_steps: int | None = None    # optimizer steps the LR schedule spans (default: this run's steps)
-    schedule_offset: int = 0             # schedule position of this run's first step
-    init_optimizer: str | None = None    # checkpoint whose optimizer state a fresh (not resumed) run starts from
-    save_final_state: bool = False       # also checkpoint after the last step (the next part starts from it)
-
     # online (OnMC-PO / online DPO): the settings of prefcli.online.loop.OnlineConfig; None = offline training
     online: dict | None = None
 

@@ -36,21 +36,22 @@ class TrainingDiverged(PrefcliError):
     """The loss or gradient norm became NaN/inf; the last good state was saved."""
 
 
-def train(config: TrainConfig, progress: Progress | None = None) -> dict:
-    """Train a policy as ``config`` says; returns a summary (steps, losses, throughput, paths, counts)."""
+def train(config: TrainConfig, progress: Progress | None = None, part=None) -> dict:
+    """Train a policy as ``config`` says; returns a summary (steps, losses, throughput, paths, counts). ``part``
+    (a :class:`~prefcli.train.setup.RunPart`) makes the run one part of a longer one (online segments)."""
     started = time.perf_counter()
     startup_from = started - process_age()
     checks = preflight(config)
     try:
-        run = setup_run(config, checks)
+        run = setup_run(config, checks, part)
         reference, cache = setup_reference(run, checks, progress)
         start_step = 0
         if checks.resume_from is not None:
             start_step = int(load_checkpoint(run.accelerator, checks.resume_from[1])["step"])
-        elif config.init_optimizer:
+        elif part is not None and part.init_optimizer:
             from prefcli.train.setup import load_optimizer_state
 
-            load_optimizer_state(run.optimizer, config.init_optimizer)
+            load_optimizer_state(run.optimizer, part.init_optimizer)
         startup_seconds = time.perf_counter() - startup_from - (cache.seconds if cache else 0.0)
         stats = run_steps(run, reference, start_step, resumed=checks.resume_from is not None, progress=progress)
         run.accelerator.wait_for_everyone()
@@ -85,6 +86,7 @@ class Run:
     scheduler: object
     loss: object
     data_checksum: str
+    part: object = None   # RunPart: one part of a longer run
 
     @property
     def micro_per_epoch(self) -> int:
@@ -100,7 +102,7 @@ class Run:
                                self.config.keep_checkpoints)
 
 
-def setup_run(config: TrainConfig, checks: Preflight) -> Run:
+def setup_run(config: TrainConfig, checks: Preflight, part=None) -> Run:
     import torch
     from transformers import AutoTokenizer
 
@@ -138,7 +140,7 @@ def setup_run(config: TrainConfig, checks: Preflight) -> Run:
     scorer = SequenceScorer(model, share_prompt=config.share_prompt, chunk_rows=config.logits_chunk_size,
                             group_by_length=not sharded).to(accelerator.device)
     optimizer = build_optimizer(scorer.parameters(), config)
-    scheduler = build_scheduler(optimizer, config, total_steps)
+    scheduler = build_scheduler(optimizer, config, total_steps, part)
     deepspeed = getattr(accelerator.state, "deepspeed_plugin", None)
     if deepspeed is not None and deepspeed.deepspeed_config.get("train_micro_batch_size_per_gpu") in (None, "auto"):
         deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size  # no DataLoader to infer it
@@ -150,7 +152,7 @@ def setup_run(config: TrainConfig, checks: Preflight) -> Run:
                                                      if isinstance(v, (int, float, str, bool))})
     return Run(config, output, accelerator, dtype, tokenizer, pad_id, examples, truncation, layout, plan,
                total_steps, model, prepared, optimizer, scheduler, checks.loss.to(accelerator.device),
-               checks.data_checksum)
+               checks.data_checksum, part)
 
 
 # ---- 3. the reference -------------------------------------------------------------------------------------------
@@ -276,7 +278,7 @@ def run_steps(run: Run, reference, start_step: int, resumed: bool, progress: Pro
             if progress is not None and accelerator.is_main_process:
                 progress("train", done, run.total_steps, record)
             if (config.save_every and done % config.save_every == 0) or \
-                    (config.save_final_state and done == run.total_steps):
+                    (run.part is not None and done == run.total_steps):
                 run.checkpoint(done)
     finally:
         if writer is not None:

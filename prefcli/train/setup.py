@@ -4,8 +4,20 @@ dtype, the Accelerator, the policy (gradient checkpointing, LoRA), the optimizer
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from prefcli.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunPart:
+    """This run is one part of a longer one (an online segment): the learning-rate schedule spans
+    ``schedule_steps`` and starts ``schedule_offset`` steps in; a fresh (not resumed) part starts from the optimizer
+    state in ``init_optimizer`` (the previous part's last checkpoint); every part checkpoints after its last step."""
+
+    schedule_steps: int
+    schedule_offset: int
+    init_optimizer: str | None = None
 
 
 def resolve_dtype(name: str):
@@ -70,14 +82,15 @@ def build_optimizer(parameters, config: TrainConfig):
     return torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def build_scheduler(optimizer, config: TrainConfig, total_steps: int):
-    """Warmup, then cosine / linear / constant over ``total_steps`` optimizer steps (or over ``schedule_steps``,
-    starting ``schedule_offset`` steps in, for one part of a longer run)."""
+def build_scheduler(optimizer, config: TrainConfig, total_steps: int, part: RunPart | None = None):
+    """Warmup, then cosine / linear / constant over ``total_steps`` optimizer steps (or, for one part of a longer
+    run, over all its steps from the part's offset)."""
     from prefcli.train.schedule import lr_scheduler
 
-    span = config.schedule_steps or total_steps
+    span = part.schedule_steps if part else total_steps
     warmup = int(config.warmup) if config.warmup >= 1 else math.ceil(config.warmup * span)
-    return lr_scheduler(optimizer, config.scheduler, min(warmup, span), span, offset=config.schedule_offset)
+    return lr_scheduler(optimizer, config.scheduler, min(warmup, span), span,
+                        offset=part.schedule_offset if part else 0)
 
 
 def load_optimizer_state(optimizer, checkpoint: str) -> None:
@@ -90,5 +103,5 @@ def load_optimizer_state(optimizer, checkpoint: str) -> None:
 
     path = Path(checkpoint) / "optimizer.bin"
     if not path.is_file():
-        raise ConfigError(f"init_optimizer: {path}: missing (the previous part saved no optimizer state)")
+        raise ConfigError(f"{path}: missing (the previous part of the run saved no optimizer state)")
     optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
