@@ -78,8 +78,8 @@ def main() -> None:
 
     plain_generate(model, tokenizer, prompts[:2], 4, 2)  # warm-up
     methods = {
-        "prefcli": lambda: generate_outputs(model_dir, prompts, max_new_tokens=args.max_new_tokens,
-                                            batch_size=args.batch_size),
+        "prefcli": lambda: [replies[0] for replies in generate_outputs(
+            model_dir, prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)],
         "unsorted batches": lambda: plain_generate(model, tokenizer, prompts, args.max_new_tokens, args.batch_size),
         "one-by-one": lambda: plain_generate(model, tokenizer, prompts, args.max_new_tokens, 1),
     }

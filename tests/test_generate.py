@@ -24,7 +24,8 @@ def test_batched_greedy_equals_one_by_one(tiny_model):
     batched = generate_outputs(tiny_model, PROMPTS, max_new_tokens=12, batch_size=3, progress=seen.append)
     single = [generate_outputs(tiny_model, [prompt], max_new_tokens=12, batch_size=1)[0] for prompt in PROMPTS]
     assert batched == single
-    assert all(isinstance(text, str) for text in batched)
+    assert all(len(replies) == 1 and isinstance(replies[0], str) for replies in batched)  # one shape: a list each
+    batched = [replies[0] for replies in batched]
     assert len(set(batched)) > 1  # different prompts, different replies: order really was restored
     assert seen == [3, 6, 8]
 
@@ -49,7 +50,7 @@ def test_reply_is_only_new_tokens_cut_at_eos(tiny_model):
                 break
             new.append(token)
     expected = tokenizer.decode(new, skip_special_tokens=True)
-    assert generate_outputs(tiny_model, [messages], max_new_tokens=10) == [expected]
+    assert generate_outputs(tiny_model, [messages], max_new_tokens=10) == [[expected]]
 
 
 def test_sampling_is_seeded_and_multi_return_shape(tiny_model):
@@ -97,6 +98,11 @@ def test_params_record_and_validation():
         GenerationParams(top_p=0)
     with pytest.raises(ConfigError, match="num_return_sequences"):
         GenerationParams(num_return_sequences=2)  # greedy copies
+    for bad, match in (({"seed": 2**64}, "seed: must be in"), ({"seed": -1}, "seed: must be in"),
+                       ({"temperature": float("inf")}, "temperature: must be a finite number"),
+                       ({"backend": "tgi"}, "backend: must be one of hf, vllm"), ({"batch_size": 1.5}, "batch_size")):
+        with pytest.raises(ConfigError, match=match):
+            GenerationParams(**bad)
 
 
 def test_bad_inputs_are_clear_errors(tiny_model, tmp_path):

@@ -1,7 +1,10 @@
 """Hostile inputs of ``prefcli train`` (rows of the hostile-input table, see ``hostile.py``).
 
-Rows that need a trained run share one: a 2-step run with a checkpoint after each step, trained once per session
-and copied into each case's directory (``{tmp}/run``, trained on ``{tmp}/pairs.jsonl`` with ``{tmp}/run.yaml``)."""
+``CASES``: settings refused up front, in one line naming the flag, exit code 2, before a model is loaded or OUTPUT
+is created. ``RUN_CASES``: outputs, models, checkpoints and data that a run must refuse (or, for a run interrupted
+before its first checkpoint, restart); the rows that need a trained run share one: a 2-step run with a checkpoint
+after each step, trained once per module and copied into each case's directory (``{tmp}/run``, trained on
+``{tmp}/pairs.jsonl`` with ``{tmp}/run.yaml``)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,75 @@ import pytest
 import yaml
 from hostile import Case, run_case
 from train_helpers import write_pairs
+
+BASE = ("train", "--model", "{model}", "--data", "{tmp}/pairs.jsonl", "--output", "{tmp}/out")
+
+
+def pairs(tmp: Path) -> None:
+    write_pairs(tmp / "pairs.jsonl", rows=8)
+
+
+def pairs_and_a_file(tmp: Path) -> None:
+    pairs(tmp)
+    (tmp / "cache").write_text("not a directory", encoding="utf-8")
+
+
+def config_file(text: str):
+    def setup(tmp: Path) -> None:
+        pairs(tmp)
+        (tmp / "run.yaml").write_text(text, encoding="utf-8")
+
+    return setup
+
+
+CASES = [
+    Case("train-epochs-inf", (*BASE, "--epochs", "inf"), "--epochs: must be a finite number, got inf",
+         setup=pairs, absent=("{tmp}/out",)),
+    Case("train-lr-inf", (*BASE, "--lr", "inf"), "--lr: must be a finite number, got inf", setup=pairs,
+         absent=("{tmp}/out",)),
+    Case("train-lr-nan", (*BASE, "--lr", "nan"), "--lr: must be a finite number, got nan", setup=pairs,
+         absent=("{tmp}/out",)),
+    Case("train-seed-beyond-64-bits", (*BASE, "--seed", str(2**64)),
+         "--seed: must be in [0, 2^64 - 1], got 18446744073709551616", setup=pairs, absent=("{tmp}/out",)),
+    Case("train-seed-negative", (*BASE, "--seed", "-3"), "--seed: must be in [0, 2^64 - 1], got -3", setup=pairs,
+         absent=("{tmp}/out",)),
+    Case("train-ref-cache-dir-is-a-file", (*BASE, "--ref-cache-dir", "{tmp}/cache"),
+         "--ref-cache-dir: {tmp}/cache is a file; expected a directory", setup=pairs_and_a_file,
+         unchanged=("{tmp}/cache",), absent=("{tmp}/out",)),
+    Case("train-scheduler-unknown", (*BASE, "--scheduler", "step"),
+         "--scheduler: must be one of cosine, linear, constant, got 'step'", setup=pairs, absent=("{tmp}/out",)),
+    Case("train-loss-arg-not-key-value", (*BASE, "--loss-arg", "oops"), "--loss-arg: expected KEY=VALUE",
+         setup=pairs, absent=("{tmp}/out",)),
+    Case("train-online-flag-offline", (*BASE, "--segments", "2"), "--segments: only with --online", setup=pairs,
+         absent=("{tmp}/out",)),
+    Case("train-config-epochs-inf", (*BASE, "--config", "{tmp}/run.yaml"),
+         "--epochs: must be a finite number, got inf", setup=config_file("epochs: .inf\n"),
+         absent=("{tmp}/out",)),
+    Case("train-config-online-not-a-mapping", (*BASE, "--config", "{tmp}/run.yaml"),
+         "online: expected a mapping of setting: value, got 3", setup=config_file("online: 3\n"),
+         absent=("{tmp}/out",)),
+    Case("train-config-unknown-online-key", (*BASE, "--config", "{tmp}/run.yaml"),
+         "online: unknown key 'judg' (did you mean judge?)", setup=config_file("online:\n  judg: rule:length\n"),
+         absent=("{tmp}/out",)),
+]
+
+
+@pytest.fixture()
+def no_model_loading(monkeypatch):
+    import transformers
+
+    def refuse(*_, **__):
+        raise AssertionError("a model was loaded before the settings were checked")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_hostile_train(case, tmp_path, capsys, tiny_model, no_model_loading):
+    case = Case(case.id, case.args, case.message.replace("{tmp}", str(tmp_path)), case.setup, case.code,
+                case.unchanged, case.absent)
+    run_case(case, tmp_path, capsys, model=tiny_model)
+
 
 _SHARED: dict[str, Path] = {}
 
@@ -114,9 +186,9 @@ def data_and_file(tmp: Path) -> None:
 
 
 RESUME = ("train", "--config", "{tmp}/run.yaml", "--resume")
-BASE = ("train", "--data", "{tmp}/pairs.jsonl", "--batch-size", "2", "--max-steps", "1", "--max-length", "64")
+RUN_BASE = ("train", "--data", "{tmp}/pairs.jsonl", "--batch-size", "2", "--max-steps", "1", "--max-length", "64")
 
-CASES = [
+RUN_CASES = [
     Case("train-resume-reversed-rows", RESUME, "differs from the file this run trained on", setup=reversed_rows,
          unchanged=("{tmp}/run",)),
     Case("train-resume-swapped-chosen-rejected", RESUME, "differs from the file this run trained on",
@@ -125,24 +197,21 @@ CASES = [
          unchanged=("{tmp}/run",)),
     Case("train-resume-garbage-trainer-state", RESUME, "trainer_state.json: unreadable", setup=garbage_state,
          unchanged=("{tmp}/run",)),
-    Case("train-output-is-the-model", (*BASE, "--model", "{tmp}/model", "--output", "{tmp}/model"),
+    Case("train-output-is-the-model", (*RUN_BASE, "--model", "{tmp}/model", "--output", "{tmp}/model"),
          "would overwrite the model it starts from", setup=model_copy, unchanged=("{tmp}/model",)),
-    Case("train-output-inside-the-model", (*BASE, "--model", "{tmp}/model", "--output", "{tmp}/model/run"),
+    Case("train-output-inside-the-model", (*RUN_BASE, "--model", "{tmp}/model", "--output", "{tmp}/model/run"),
          "would overwrite the model it starts from", setup=model_copy, absent=("{tmp}/model/run",)),
-    Case("train-output-is-a-file", (*BASE, "--model", "{model}", "--output", "{tmp}/file"), "is a file",
+    Case("train-output-is-a-file", (*RUN_BASE, "--model", "{model}", "--output", "{tmp}/file"), "is a file",
          setup=data_and_file, unchanged=("{tmp}/file",)),
-    Case("train-output-under-a-file", (*BASE, "--model", "{model}", "--output", "{tmp}/file/run"), "is a file",
+    Case("train-output-under-a-file", (*RUN_BASE, "--model", "{model}", "--output", "{tmp}/file/run"), "is a file",
          setup=data_and_file, unchanged=("{tmp}/file",)),
-    Case("train-ref-cache-dir-is-a-file", (*BASE, "--model", "{model}", "--output", "{tmp}/run",
-                                           "--ref-cache-dir", "{tmp}/file"), "--ref-cache-dir", setup=data_and_file,
-         absent=("{tmp}/run",)),
-    Case("train-ref-rows-unknown", (*BASE, "--model", "{model}", "--output", "{tmp}/run", "--ref-rows", "some"),
+    Case("train-ref-rows-unknown", (*RUN_BASE, "--model", "{model}", "--output", "{tmp}/run", "--ref-rows", "some"),
          "--ref-rows: must be one of reached, all", setup=data_only, absent=("{tmp}/run",)),
-    Case("train-model-without-tokenizer", (*BASE, "--model", "{tmp}/model", "--output", "{tmp}/run"),
+    Case("train-model-without-tokenizer", (*RUN_BASE, "--model", "{tmp}/model", "--output", "{tmp}/run"),
          "has no tokenizer", setup=no_tokenizer, absent=("{tmp}/run",)),
-    Case("train-model-invalid-config", (*BASE, "--model", "{tmp}/model", "--output", "{tmp}/run"),
+    Case("train-model-invalid-config", (*RUN_BASE, "--model", "{tmp}/model", "--output", "{tmp}/run"),
          "config.json: invalid JSON", setup=bad_config, absent=("{tmp}/run",)),
-    Case("train-finished-run-is-not-overwritten", (*BASE, "--model", "{model}", "--output", "{tmp}/run"),
+    Case("train-finished-run-is-not-overwritten", (*RUN_BASE, "--model", "{model}", "--output", "{tmp}/run"),
          "already holds a training run", setup=copy_run, unchanged=("{tmp}/run",)),
     # a run killed before its first checkpoint restarts, whether rerun or resumed
     Case("train-rerun-after-interrupt-before-checkpoint", RESUME[:3], "", code=0,
@@ -152,8 +221,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
-def test_hostile_train(case, tmp_path, capsys):
+@pytest.mark.parametrize("case", RUN_CASES, ids=lambda case: case.id)
+def test_hostile_train_run(case, tmp_path, capsys):
     run_case(case, tmp_path, capsys, model=_SHARED["model"])
     if case.code == 0:
         assert (tmp_path / "run" / "model.safetensors").is_file()

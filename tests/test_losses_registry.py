@@ -27,7 +27,7 @@ def test_list_losses_describes_every_loss():
     assert sorted(entries) == sorted(ALL_NAMES)
     for entry in entries.values():
         assert "arXiv:" in entry.paper
-        assert entry.data_kind in ("paired", "unpaired", "candidates")
+        assert entry.data_kind in ("pair", "unpaired", "candidates")
         assert entry.hparams == loss_defaults(entry.name)
         assert "beta" in entry.hparams
     assert {name for name, e in entries.items() if e.reference_free} == {"simpo", "cpo"}
@@ -181,3 +181,46 @@ def test_cli_shows_one_loss_and_rejects_unknown_names(capsys):
     assert exit_info.value.code == 2
     error_lines = capsys.readouterr().err.strip().splitlines()
     assert len(error_lines) == 1 and "unknown loss 'mcp'; did you mean 'mcpo'?" in error_lines[0]
+
+
+def test_a_loss_registers_with_one_decorator():
+    """Adding a loss is one module: the decorator makes it known to get_loss, list_losses and the CLI."""
+    from prefcli.losses import REGISTRY, register_loss
+    from prefcli.losses.base import beta_param
+
+    @register_loss
+    class ToyLoss(PreferenceLoss):
+        """Toy loss for the registry test (arXiv:0000.00000)."""
+
+        name = "toy-registry-test"
+        hparam_specs = (beta_param(0.3),)
+
+        def compute(self, batch):
+            margin = self.beta * (batch.chosen_logratios - batch.rejected_logratios)
+            return -torch.nn.functional.logsigmoid(margin), margin, margin, {}
+
+    try:
+        assert get_loss("toy-registry-test").beta == 0.3
+        assert "toy-registry-test" in [entry.name for entry in list_losses()]
+        with pytest.raises(ValueError, match="registered twice"):
+            register_loss(type("OtherToy", (PreferenceLoss,), {"name": "toy-registry-test"}))
+    finally:
+        REGISTRY.pop("toy-registry-test")
+
+
+def test_every_loss_module_registers_its_losses():
+    import importlib
+    import pkgutil
+
+    import prefcli.losses as package
+    from prefcli.losses import REGISTRY
+
+    registered_modules = {cls.__module__ for cls in REGISTRY.values()}
+    loss_modules = set()
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"prefcli.losses.{info.name}")
+        if any(isinstance(value, type) and issubclass(value, PreferenceLoss) and value.name
+               and value.__module__ == module.__name__ for value in vars(module).values()):
+            loss_modules.add(module.__name__)
+    assert loss_modules == registered_modules
+    assert sorted(REGISTRY) == sorted(ALL_NAMES)

@@ -120,3 +120,51 @@ def test_generation_in_a_child_process_matches_in_process(tiny_model):
                                                                                      **kwargs)
     with pytest.raises(PrefcliError, match="not found|cannot load|no such"):
         _generate_in_child(str(tiny_model) + "-missing", prompts, kwargs)
+
+
+def test_too_few_distinct_candidates_are_refilled_with_replacement(tmp_path, monkeypatch):
+    """Exact repeats and empty samples are dropped before ranking; a record left with fewer than the K negatives
+    the loss draws gets the missing ones drawn (seeded) with replacement from what is left, and says so."""
+    import prefcli.online.candidates as candidates
+    from prefcli.online.prompts import PromptItem
+    from prefcli.settings import JudgeSettings, SamplingSettings
+
+    items = [PromptItem("a", [{"role": "user", "content": "A?"}], 1),
+             PromptItem("b", [{"role": "user", "content": "B?"}], 2)]
+    samples = [[("x", 1.0), ("x", 1.0), ("", 1.0), ("longer x", 1.0)],     # 2 distinct: 1 negative left
+               [("p", 1.0), ("qq", 1.0), ("rrr", 1.0), ("ssss", 1.0)]]     # 4 distinct: 3 negatives
+    monkeypatch.setattr(candidates, "sample_completions", lambda *args, **kwargs: samples)
+    monkeypatch.setattr(candidates, "weights_checksum", lambda model: None)
+    settings = SamplingSettings(temperatures=(1.0,), per_temperature=4)
+
+    def run(min_candidates: int):
+        return candidates.generate_candidates(
+            "stub-model", items, settings, JudgeSettings(judge="rule:length"), seed=3,
+            store_path=tmp_path / f"store-{min_candidates}.sqlite", min_candidates=min_candidates)
+
+    plain, refilled = run(0), run(3)
+    first, second = refilled.records
+    assert first["chosen"] == "longer x" and first["candidates"] == ["x", "x", "x"]
+    assert first["rejected"] == "x" and first["meta"]["refilled"] == 2
+    assert first["meta"]["dropped_duplicates"] == 1 and first["meta"]["dropped_empty"] == 1
+    assert first["meta"]["candidate_temperatures"] == [1.0, 1.0, 1.0]
+    assert second["meta"]["refilled"] == 0 and second["candidates"] == plain.records[1]["candidates"]
+    assert refilled.refilled == 1 and plain.refilled == 0
+    assert plain.records[0]["candidates"] == ["x"]  # nothing asked for: nothing added
+    assert [r["rejected"] for r in plain.records] == [r["rejected"] for r in refilled.records]
+    assert run(3).records == refilled.records  # seeded: the same draws again
+
+
+def test_refill_draws_among_the_distinct_candidates():
+    from prefcli.online.candidates import CandidateSet, build_records
+    from prefcli.online.prompts import PromptItem
+    from prefcli.online.ranking import Ranking
+
+    item = PromptItem("q", [{"role": "user", "content": "Q?"}], 1)
+    found = CandidateSet(["w", "a", "b"], [0.6, 0.8, 1.0])
+    record, = build_records([item], [found], [Ranking(winner=0)], seed=9, model_label="m", judge_name="j",
+                            protocol_version="v", both_orders=False, min_candidates=6)
+    assert record["candidates"][:2] == ["a", "b"] and len(record["candidates"]) == 6
+    assert set(record["candidates"]) == {"a", "b"} and record["meta"]["refilled"] == 4
+    temperature_of = {"a": 0.8, "b": 1.0}
+    assert record["meta"]["candidate_temperatures"] == [temperature_of[t] for t in record["candidates"]]

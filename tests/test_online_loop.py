@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from prefcli.online.candidates import CandidateSettings, sample_completions, weights_checksum
+from prefcli.online.candidates import sample_completions, weights_checksum
+from prefcli.settings import SamplingSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_helpers import invoke_cli
@@ -67,15 +68,17 @@ def test_three_segments_regenerate_with_the_updated_policy(tiny_model, tmp_path)
     # segment 2's completions are exactly what the segment-1 weights sample, and not what the initial model does
     cached = read_json(output / "segments" / "2" / "completions.json")
     seg2_prompts = [[{"role": "user", "content": f"Say something about {i}."}] for i in (2, 3)]
-    settings = CandidateSettings(**{**cached["settings"], "temperatures": tuple(cached["settings"]["temperatures"])})
-    from_updated = sample_completions(str(output / "segments" / "1" / "model"), seg2_prompts, settings)
-    from_initial = sample_completions(tiny_model, seg2_prompts, settings)
+    settings = SamplingSettings(**{**cached["settings"], "temperatures": tuple(cached["settings"]["temperatures"])})
+    from_updated = sample_completions(str(output / "segments" / "1" / "model"), seg2_prompts, settings,
+                                      cached["seed"])
+    from_initial = sample_completions(tiny_model, seg2_prompts, settings, cached["seed"])
     as_lists = [[[text, temperature] for text, temperature in group] for group in from_updated]
     assert cached["completions"] == as_lists
     assert from_initial != from_updated
 
     # the final model in OUTPUT is the last segment's; metrics carry generation time and global steps
-    assert weights_checksum(output) == weights_checksum(output / "segments" / "3" / "model")
+    final = output / "segments" / "3" / "model" / "model.safetensors"
+    assert (output / "model.safetensors").read_bytes() == final.read_bytes()
     lines = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     generation = [line for line in lines if line["event"] == "generation"]
     assert [line["segment"] for line in generation] == [1, 2, 3]
@@ -87,6 +90,21 @@ def test_three_segments_regenerate_with_the_updated_policy(tiny_model, tmp_path)
     # the same command again is refused: the run is there, --resume continues it
     code, text = invoke_cli(online_args(tiny_model, prompts, output))
     assert code == 2 and "already holds an online run" in text
+
+    # --resume of the finished run publishes the final model again (it used to crash on '.final-tmp'), and so does
+    # one killed while publishing: a half-filled .final-tmp linking the same files
+    final_bytes = (output / "model.safetensors").read_bytes()
+    for killed_while_publishing in (False, True):
+        if killed_while_publishing:
+            (output / ".final-tmp").mkdir()
+            os.link(output / "segments" / "3" / "model" / "config.json", output / ".final-tmp" / "config.json")
+        code, text = invoke_cli(online_args(tiny_model, prompts, output, "--resume"))
+        assert code == 0, text
+        assert read_json(output / "online.json")["trained_now"] == []
+        assert not (output / ".final-tmp").exists()
+        assert (output / "model.safetensors").read_bytes() == final_bytes
+    lines_after = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    assert lines_after == lines  # rebuilt from the segments, the same lines
 
 
 def test_sigkill_after_segment_one_then_resume(tiny_model, tmp_path):
@@ -143,7 +161,7 @@ def test_online_bad_input_exits_2(tiny_model, tmp_path, case):
         expected = "unknown key 'segmnets' (did you mean segments?)"
     else:
         args.remove("--online")
-        expected = "--segments, --judge, --max-new-tokens, --temperatures, --per-temperature: only with --online"
+        expected = "--segments, --temperatures, --per-temperature, --max-new-tokens, --judge: only with --online"
     code, text = invoke_cli(args)
     assert code == 2, text
     assert expected in " ".join(text.split()), text

@@ -27,3 +27,16 @@ def summary_table(title: str, rows: list[tuple[str, object]]) -> Table:
     for name, value in rows:
         table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
     return table
+
+
+def renamed_flag(old_value, new_value, old: str, new: str):
+    """The value of a flag that was renamed: the new spelling's, or the old (hidden) spelling's with a warning on
+    stderr. Both given and different is an error."""
+    from prefcli.errors import ConfigError
+
+    if old_value is None:
+        return new_value
+    if new_value is not None and new_value != old_value:
+        raise ConfigError(f"{old}: is the old name of {new}; give one of them")
+    err_console.print(f"[yellow]warning:[/yellow] {old} is deprecated; use {new}", highlight=False)
+    return old_value

@@ -3,6 +3,7 @@ outputs that ``prefcli eval alpaca --reference`` compares against)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -11,6 +12,7 @@ from prefcli.cli.common import console, err_console, progress_bar, summary_table
 from prefcli.eval.items import read_instructions
 from prefcli.eval.model_outputs import GenerationSettings, generate_model_outputs
 from prefcli.eval.paths import check_output_file, check_utf8
+from prefcli.generate import GenerationParams
 
 
 def register(app: typer.Typer) -> None:
@@ -32,11 +34,12 @@ def register(app: typer.Typer) -> None:
 
         Example: prefcli generate --model ./sft --instructions instructions.json --output ref.json
         """
+        generation = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                        batch_size=batch_size, seed=seed, backend=backend)
+        GenerationParams(**asdict(generation))  # every value checked before any file is read
         check_output_file(output, inputs={"--instructions": instructions, "--model": model})
         check_utf8(instructions)
         instruction_list = read_instructions(instructions)
-        generation = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                        batch_size=batch_size, seed=seed, backend=backend)
         with progress_bar(transient=True) as bar:
             task = bar.add_task("generating", total=len(instruction_list), status="")
             outputs, reused = generate_model_outputs(model, instruction_list, output, generation=generation,

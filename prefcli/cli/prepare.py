@@ -13,7 +13,7 @@ from typing import Literal
 
 import typer
 
-from prefcli.cli.common import console, err_console, progress_bar, summary_table
+from prefcli.cli.common import console, err_console, progress_bar, renamed_flag, summary_table
 from prefcli.errors import ConfigError
 
 app = typer.Typer(help="Turn public preference datasets into prefcli records (JSONL with a .meta.json sidecar).",
@@ -117,9 +117,11 @@ def nectar(
     format: Literal["candidates", "pairs", "unpaired"] = typer.Option(
         "candidates", "--format",
         help="candidates: chosen + candidates + a seeded uniformly drawn rejected; pairs: chosen + rejected; "
-             "unpaired: a desirable record and undesirable one(s) (see --negatives)."),
-    negatives: Literal["one", "all"] = typer.Option(
-        "one", "--negatives", help="With --format unpaired: the drawn rejected only, or every candidate."),
+             "unpaired: a desirable record and undesirable one(s) (see --unpaired-negatives)."),
+    unpaired_negatives: Literal["one", "all"] | None = typer.Option(
+        None, "--unpaired-negatives",
+        help="With --format unpaired: the drawn rejected only, or every candidate. (default: one)"),
+    negatives: Literal["one", "all"] | None = typer.Option(None, "--negatives", hidden=True),
     seed: int = _seed_option(),
     skip_invalid: bool = _skip_invalid_option(),
     limit: int | None = _limit_option(),
@@ -133,13 +135,14 @@ def nectar(
     """
     from prefcli.data.nectar import NectarOptions, nectar_converter
 
+    negatives = renamed_flag(negatives, unpaired_negatives, "--negatives", "--unpaired-negatives") or "one"
     try:
         options = NectarOptions(skip_ranks=skip_ranks, max_candidates=max_candidates,
                                 min_candidates=min_candidates, format=format, negatives=negatives, seed=seed)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     flags = {"--skip-ranks": skip_ranks, "--max-candidates": max_candidates, "--min-candidates": min_candidates,
-             "--format": format, "--negatives": negatives if format == "unpaired" else None}
+             "--format": format, "--unpaired-negatives": negatives if format == "unpaired" else None}
     _prepare("nectar", input=input, output=output, convert=nectar_converter(options), flags=flags,
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
              workers=workers)
@@ -207,9 +210,10 @@ def pairs(
 def unpair(
     input: str = _input_option(),
     output: Path = _output_option(),
-    negatives: Literal["one", "all"] = typer.Option(
-        "one", "--negatives", help="Undesirable records per prompt: one (the rejected, or a seeded draw from the "
-                                   "candidates) or all (rejected and every candidate)."),
+    unpaired_negatives: Literal["one", "all"] | None = typer.Option(
+        None, "--unpaired-negatives", help="Undesirable records per prompt: one (the rejected, or a seeded draw from "
+                                           "the candidates) or all (rejected and every candidate). (default: one)"),
+    negatives: Literal["one", "all"] | None = typer.Option(None, "--negatives", hidden=True),
     pairing: Literal["keep", "shuffle", "one-sided"] = typer.Option(
         "keep", "--pairing",
         help="keep: a prompt's undesirable records follow its desirable one; shuffle: they are moved to other "
@@ -234,7 +238,8 @@ def unpair(
         def make_writer(path):
             return ShuffledPairingWriter(path, seed, spool_dir)
 
-    flags = {"--negatives": negatives, "--pairing": pairing}
+    negatives = renamed_flag(negatives, unpaired_negatives, "--negatives", "--unpaired-negatives") or "one"
+    flags = {"--unpaired-negatives": negatives, "--pairing": pairing}
     convert = unpair_converter(negatives, pairing, seed)
     _prepare("unpair", input=input, output=output, convert=convert, flags=flags,
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=None,

@@ -52,10 +52,6 @@ class RowSource:
     def rows(self) -> Iterator[tuple[int, Any]]:
         return self._rows(self)
 
-    @property
-    def location_word(self) -> str:
-        return "line" if self.kind in ("jsonl", "jsonl.gz", "json") else "row"
-
 
 def _looks_like_hub_id(spec: str) -> bool:
     return bool(_HUB_ID.match(spec)) and Path(spec).suffix.lower() not in (*_SUFFIXES, ".gz")

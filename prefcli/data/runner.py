@@ -190,13 +190,6 @@ class RecordWriter:
         if self._size >= _FLUSH_BYTES:
             self._flush()
 
-    def add_bytes(self, data: bytes) -> None:
-        """Append already-serialized JSONL lines."""
-        self._parts.append(data)
-        self._size += len(data)
-        if self._size >= _FLUSH_BYTES:
-            self._flush()
-
     def _flush(self) -> None:
         if self._parts:
             self._out.write(b"".join(self._parts))

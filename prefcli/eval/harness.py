@@ -17,7 +17,6 @@ The result (``harness.json``) is::
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib.metadata
 import json
@@ -34,6 +33,7 @@ from prefcli.errors import ConfigError, PrefcliError
 from prefcli.eval import lm_eval_private
 from prefcli.eval.suites import SuiteTask, list_suites, load_suite
 from prefcli.generate.loading import ModelRef, default_device, resolve_model
+from prefcli.suggest import close_matches
 
 # lm-eval result keys that are bookkeeping, not metrics.
 _NOT_METRICS = {"alias", "name", "sample_len", "samples"}
@@ -127,7 +127,7 @@ def similar_names(name: str, known: list[str], count: int = 3) -> list[str]:
     names with the same two-letter prefix, then among names of about the same length."""
     for pool in ([k for k in known if k[:2].lower() == name[:2].lower()],
                  [k for k in known if abs(len(k) - len(name)) <= 2]):
-        close = difflib.get_close_matches(name, pool, n=count, cutoff=0.75)
+        close = close_matches(name, pool, n=count, cutoff=0.75)
         if close:
             return close
     return []

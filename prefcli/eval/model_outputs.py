@@ -51,8 +51,8 @@ def generate_model_outputs(model_path: str | Path, instructions: list[str], outp
         if previous == fingerprint:
             return read_outputs(outputs_file), True
 
-    texts = generate_outputs(model_path, [[{"role": "user", "content": i}] for i in instructions],
-                             progress=progress, **asdict(generation))
+    texts = [replies[0] for replies in generate_outputs(
+        model_path, [[{"role": "user", "content": i}] for i in instructions], progress=progress, **asdict(generation))]
     rows = [{"instruction": i, "output": t, "generator": generator} for i, t in zip(instructions, texts)]
     write_json(outputs_file, rows)
     write_sidecar(outputs_file, config=fingerprint, seed=generation.seed, inputs={}, counts={"outputs": len(rows)})

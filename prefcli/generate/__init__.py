@@ -9,66 +9,17 @@ outputs so a result can always be traced to how it was generated.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 from prefcli.errors import ConfigError
-
-BACKENDS = ("hf", "vllm")
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """Decoding parameters. ``temperature == 0`` means greedy decoding (then ``top_p`` and ``seed`` are unused);
-    otherwise nucleus sampling with ``top_p``, seeded with ``seed``. Generation stops at the model's EOS token(s)
-    or after ``max_new_tokens``."""
-
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
-    batch_size: int = 8
-    seed: int = 0
-    backend: str = "hf"
-    num_return_sequences: int = 1
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("max_new_tokens", isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "an integer >= 1"),
-            ("temperature", isinstance(self.temperature, (int, float)) and self.temperature >= 0, "a number >= 0"),
-            ("top_p", isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1, "a number in (0, 1]"),
-            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer >= 1"),
-            ("seed", isinstance(self.seed, int), "an integer"),
-            ("backend", self.backend in BACKENDS, f"one of {', '.join(BACKENDS)}"),
-            ("num_return_sequences", isinstance(self.num_return_sequences, int) and self.num_return_sequences >= 1,
-             "an integer >= 1"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"{name}: must be {expected}, got {getattr(self, name)!r}")
-        if self.num_return_sequences > 1 and not self.do_sample:
-            raise ConfigError("num_return_sequences: more than one sequence per prompt needs sampling "
-                              "(temperature > 0); greedy decoding would return copies")
-
-    @property
-    def do_sample(self) -> bool:
-        return self.temperature > 0
-
-    def to_dict(self, model_path=None) -> dict:
-        """A JSON-ready record of the run (``decoding`` says greedy or sampling)."""
-        from prefcli import __version__
-
-        record = {"model": None if model_path is None else str(model_path), **asdict(self),
-                  "decoding": "sampling" if self.do_sample else "greedy", "prefcli_version": __version__}
-        if model_path is None:
-            del record["model"]
-        return record
+from prefcli.settings.generation import BACKENDS, GenerationParams
 
 
 def generate_outputs(model_path, prompts: list[list[dict]], *, max_new_tokens: int = 512, temperature: float = 0.0,
                      top_p: float = 1.0, batch_size: int = 8, seed: int = 0, backend: str = "hf",
                      num_return_sequences: int = 1,
-                     progress: Callable[[int], None] | None = None) -> list[str] | list[list[str]]:
-    """Generate one reply per prompt (a list of ``str`` in prompt order), or ``num_return_sequences`` replies per
-    prompt (a list of lists) when more than one is asked for.
+                     progress: Callable[[int], None] | None = None) -> list[list[str]]:
+    """Generate ``num_return_sequences`` replies per prompt: one list of replies per prompt, in prompt order
+    (``[reply] for each prompt`` with the default of one).
 
     ``model_path`` is a full HF model directory, a PEFT/LoRA adapter directory (its base model is read from
     ``adapter_config.json``) or a hub id. Each prompt is a list of chat messages (a plain string is one user
@@ -92,7 +43,7 @@ def generate_outputs(model_path, prompts: list[list[dict]], *, max_new_tokens: i
         from prefcli.generate.hf_backend import generate_hf
 
         replies = generate_hf(resolve_model(model_path), conversations, params, progress)
-    return replies if params.num_return_sequences > 1 else [group[0] for group in replies]
+    return replies
 
 
 def normalize_prompts(prompts) -> list[list[dict]]:

@@ -12,33 +12,17 @@ ranges) and capability flags (``reference_free``, ``batch_coupled``, ``needs_can
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Any
 
-from prefcli.losses.aot import AOTLoss, AOTUnpairedLoss
-from prefcli.losses.apo import APODownLoss, APOZeroLoss
-from prefcli.losses.base import HParam, LogpsBatch, LossOutput, PreferenceLoss, did_you_mean
-from prefcli.losses.bco import BCOPairLoss
-from prefcli.losses.cpo import CPOLoss
-from prefcli.losses.discopop import DiscoPOPLoss
-from prefcli.losses.dpo import DPOLoss, RPOLoss
-from prefcli.losses.exo import EXOLoss
-from prefcli.losses.hinge import HingeLoss
-from prefcli.losses.ipo import IPOLoss, SigmoidNormLoss
-from prefcli.losses.kto import KTOLoss
-from prefcli.losses.mcpo import MCPOLoss
-from prefcli.losses.nca import NCALoss
-from prefcli.losses.rnce import InfoNCALoss, RNCELoss
-from prefcli.losses.robust import RobustDPOLoss
-from prefcli.losses.simpo import SimPOLoss
-from prefcli.losses.sppo import SPPOHardLoss
+from prefcli.losses.base import REGISTRY, HParam, LogpsBatch, LossOutput, PreferenceLoss, register_loss
+from prefcli.suggest import did_you_mean
 
-_LOSS_CLASSES: tuple[type[PreferenceLoss], ...] = (
-    DPOLoss, IPOLoss, HingeLoss, RobustDPOLoss, EXOLoss, NCALoss, BCOPairLoss, SPPOHardLoss, APOZeroLoss,
-    APODownLoss, DiscoPOPLoss, SigmoidNormLoss, SimPOLoss, CPOLoss, RPOLoss, KTOLoss, AOTLoss, AOTUnpairedLoss,
-    RNCELoss, InfoNCALoss, MCPOLoss,
-)
-REGISTRY: dict[str, type[PreferenceLoss]] = {cls.name: cls for cls in _LOSS_CLASSES}
+# Importing a loss module registers its losses (``@register_loss``): adding a loss is adding one module here.
+for _module in sorted(info.name for info in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +34,7 @@ class LossInfo:
     formula: str
     hparams: dict[str, Any]
     reference_free: bool
-    data_kind: str  # "paired" | "unpaired" | "candidates"
+    data_kind: str  # "pair" | "unpaired" | "candidates"
     batch_coupled: bool
     uses_lengths: bool
 
@@ -97,5 +81,5 @@ def loss_hparam_specs(name: str) -> tuple[HParam, ...]:
 
 __all__ = [
     "REGISTRY", "HParam", "LogpsBatch", "LossInfo", "LossOutput", "PreferenceLoss", "get_loss", "list_losses",
-    "loss_class", "loss_defaults", "loss_hparam_names", "loss_hparam_specs",
+    "loss_class", "loss_defaults", "loss_hparam_names", "loss_hparam_specs", "register_loss",
 ]

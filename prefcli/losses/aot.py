@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param
+from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
 from prefcli.losses.functional import smoothed_logistic
 from prefcli.losses.sorting import gather_global, sort_values
 
@@ -21,6 +21,7 @@ def aot_objective(delta: torch.Tensor, objective: str, beta: float, label_smooth
     return (beta - delta) ** 2
 
 
+@register_loss
 class AOTLoss(PreferenceLoss):
     r"""Alignment via Optimal Transport, paired (Melnyk et al., NeurIPS 2024, arXiv:2406.05882).
 
@@ -78,6 +79,7 @@ class AOTLoss(PreferenceLoss):
         return losses, self.beta * batch.chosen_logratios, self.beta * batch.rejected_logratios, metrics
 
 
+@register_loss
 class AOTUnpairedLoss(AOTLoss):
     r"""AOT, unpaired (Melnyk et al., 2024, arXiv:2406.05882): first-order stochastic dominance of the desirable
     examples' log-ratios over the undesirable ones'. ``policy_chosen_logps`` are B desirable examples,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, register_loss
 
 
+@register_loss
 class APOZeroLoss(PreferenceLoss):
     r"""APO-zero (D'Oosterlinck et al., 2024, "Anchored Preference Optimization", arXiv:2408.06266, eq. 7).
     Use when the chosen outputs are better than the model's own: raise the chosen, lower the rejected
@@ -27,6 +28,7 @@ class APOZeroLoss(PreferenceLoss):
         return losses, chosen_rewards, rejected_rewards, {}
 
 
+@register_loss
 class APODownLoss(PreferenceLoss):
     r"""APO-down (D'Oosterlinck et al., 2024, arXiv:2408.06266, eq. 8). Use when the chosen outputs are worse
     than the model's own: lower both likelihoods, the rejected one more::

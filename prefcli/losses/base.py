@@ -9,13 +9,14 @@ Everything is computed in float32 (float64 stays float64, so ``gradcheck`` works
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from prefcli.suggest import did_you_mean
 
 
 @dataclass
@@ -58,9 +59,7 @@ class HParam:
             return f"{'<' if self.high_open else '<='} {self.high:g}"
         left = "(" if self.low_open else "["
         right = ")" if self.high_open else "]"
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
-        return f"in {left}{low}, {high}{right}"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
 
     def check(self, loss_name: str, value: Any) -> Any:
         """Return ``value`` coerced to this hyper-parameter's type, or raise ValueError saying what is valid."""
@@ -90,12 +89,6 @@ class HParam:
         if too_low or too_high:
             raise ValueError(f"{where} must be {self.describe_range()}, got {value!r}")
         return value
-
-
-def did_you_mean(word: str, valid: list[str]) -> str:
-    """``"did you mean 'x'? "`` when a valid word is close to ``word``, else an empty string."""
-    close = difflib.get_close_matches(word, valid, n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def resolve_hparams(loss_name: str, specs: tuple[HParam, ...], given: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +206,7 @@ class PreferenceLoss(nn.Module):
     def data_kind(cls) -> str:
         if cls.needs_candidates:
             return "candidates"
-        return "unpaired" if cls.unpaired else "paired"
+        return "unpaired" if cls.unpaired else "pair"
 
     def check_hparams(self) -> None:
         """Cross-field checks (override when one hyper-parameter constrains another)."""
@@ -287,6 +280,21 @@ class PreferenceLoss(nn.Module):
 
     def compute(self, batch: LogpsBatch):
         raise NotImplementedError
+
+
+#: Every loss by name, filled by :func:`register_loss` as the loss modules are imported.
+REGISTRY: dict[str, type[PreferenceLoss]] = {}
+
+
+def register_loss(cls: type[PreferenceLoss]) -> type[PreferenceLoss]:
+    """Class decorator: make the loss available under its ``name`` (``get_loss``, ``prefcli losses``, ``train``)."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__}: a registered loss needs a name")
+    if REGISTRY.get(cls.name, cls) is not cls:
+        raise ValueError(f"loss name {cls.name!r} is registered twice ({REGISTRY[cls.name].__name__}, "
+                         f"{cls.__name__})")
+    REGISTRY[cls.name] = cls
+    return cls
 
 
 def make_output(losses, chosen_rewards, rejected_rewards, metrics) -> LossOutput:

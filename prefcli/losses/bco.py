@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, register_loss
 from prefcli.losses.functional import log_sigmoid
 
 
+@register_loss
 class BCOPairLoss(PreferenceLoss):
     r"""Binary Classifier Optimization (Jung et al., 2024, arXiv:2404.04656), pair form (TRL's ``bco_pair``).
     With ``r = beta * rho`` and a reward shift ``delta``::

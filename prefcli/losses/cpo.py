@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param
+from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
 from prefcli.losses.functional import NLL_AVERAGES, chosen_nll, smoothed_logistic
 
 
+@register_loss
 class CPOLoss(PreferenceLoss):
     r"""Contrastive Preference Optimization (Xu et al., 2024, arXiv:2401.08417, eq. 3 + NLL), as TRL's CPOTrainer
     with ``loss_type="sigmoid"``. No reference model; rewards are ``beta * log pi(y|x)`` (summed log-probs)::

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, register_loss
 from prefcli.losses.functional import log_sigmoid
 
 
+@register_loss
 class DiscoPOPLoss(PreferenceLoss):
     r"""DiscoPOP / log-ratio modulated loss (Chris Lu et al., 2024, "Discovering Preference Optimization
     Algorithms with and for Large Language Models", arXiv:2406.08414, eq. 5). With ``x = beta * h``::

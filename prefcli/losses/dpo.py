@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param
+from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
 from prefcli.losses.functional import NLL_AVERAGES, chosen_nll, smoothed_logistic
 
 
+@register_loss
 class DPOLoss(PreferenceLoss):
     r"""Direct Preference Optimization (Rafailov et al., 2023, arXiv:2305.18290) with cDPO label smoothing
     (Mitchell, 2023).
@@ -33,6 +34,7 @@ class DPOLoss(PreferenceLoss):
         return losses, chosen_rewards, rejected_rewards, {}
 
 
+@register_loss
 class RPOLoss(DPOLoss):
     r"""Reasoning / regularised preference optimization (Pang et al., 2024, "Iterative Reasoning Preference
     Optimization", arXiv:2404.19733): DPO plus a token-averaged negative log-likelihood of the chosen completion::

@@ -6,10 +6,11 @@ import math
 
 import torch
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, register_loss
 from prefcli.losses.functional import log_sigmoid
 
 
+@register_loss
 class EXOLoss(PreferenceLoss):
     r"""EXO-pref (Ji et al., 2024, "Towards Efficient Exact Optimization of Language Model Alignment",
     arXiv:2402.00856, eq. 16) for two completions: the KL divergence from the model's pair distribution

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, register_loss
 
 
+@register_loss
 class HingeLoss(PreferenceLoss):
     r"""Hinge loss of SLiC-HF (Zhao et al., 2023, arXiv:2305.10425) on the reference-normalised margin, as in TRL's
     ``hinge``::

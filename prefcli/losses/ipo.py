@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, register_loss
 from prefcli.losses.functional import mean_per_token, smoothed_logistic
 
 
+@register_loss
 class IPOLoss(PreferenceLoss):
     r"""Identity Preference Optimization (Azar et al., 2023, arXiv:2310.12036, eq. 17), length-averaged as TRL
     does (confirmed with the IPO authors)::
@@ -30,6 +31,7 @@ class IPOLoss(PreferenceLoss):
         return losses, self.beta * batch.chosen_logratios, self.beta * batch.rejected_logratios, {}
 
 
+@register_loss
 class SigmoidNormLoss(PreferenceLoss):
     r"""Length-normalised DPO (TRL's ``sigmoid_norm``; the "DPO-norm" of Tulu 3, Lambert et al. 2024,
     arXiv:2411.15124)::

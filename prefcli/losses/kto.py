@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, register_loss
 
 
+@register_loss
 class KTOLoss(PreferenceLoss):
     r"""Kahneman-Tversky Optimization (Ethayarajh et al., 2024, arXiv:2402.01306, eq. 7), as TRL's KTOTrainer.
 

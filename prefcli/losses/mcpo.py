@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import HParam, beta_param
+from prefcli.losses.base import HParam, beta_param, register_loss
 from prefcli.losses.candidates import CandidateLoss, negatives_param
 from prefcli.losses.sampling import (
     categorical_draws,
@@ -17,6 +17,7 @@ from prefcli.losses.sampling import (
 SAMPLERS = ("mcmc", "max", "min", "random")
 
 
+@register_loss
 class MCPOLoss(CandidateLoss):
     r"""MC-PO, "Preference Optimization via Contrastive Divergence" (arXiv:2502.04567), Algorithm 1 with one
     MCMC step.

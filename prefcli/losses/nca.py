@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, register_loss
 from prefcli.losses.functional import log_sigmoid
 
 
+@register_loss
 class NCALoss(PreferenceLoss):
     r"""NCA (Chen et al., 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards",
     arXiv:2402.05369), pair form as TRL's ``nca_pair``. With rewards ``r = beta * rho``::

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import beta_param
+from prefcli.losses.base import beta_param, register_loss
 from prefcli.losses.candidates import CandidateLoss, negatives_param
 from prefcli.losses.sampling import uniform_draws
 
 
+@register_loss
 class RNCELoss(CandidateLoss):
     r"""Ranking noise-contrastive estimation (Olmin et al., AISTATS 2024) as a preference loss: Proposition 2.1 /
     eq. 7 of "Preference Optimization via Contrastive Divergence" (MC-PO, arXiv:2502.04567). The chosen completion is the observation, K candidates drawn uniformly and
@@ -36,6 +37,7 @@ class RNCELoss(CandidateLoss):
             return uniform_draws(mask, self.negatives, generator, replacement=self.with_replacement), {}
 
 
+@register_loss
 class InfoNCALoss(RNCELoss):
     r"""InfoNCA with one preferred completion (Chen et al., 2024, "Noise Contrastive Alignment of Language Models
     with Explicit Rewards", arXiv:2402.05369): the same softmax cross-entropy as ``rnce``, but the K negatives are

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param
+from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
 from prefcli.losses.functional import log_sigmoid
 
 
+@register_loss
 class RobustDPOLoss(PreferenceLoss):
     r"""Robust DPO (Chowdhury et al., 2024, "Provably Robust DPO", arXiv:2403.00409).
 

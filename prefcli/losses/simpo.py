@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param
+from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
 from prefcli.losses.functional import mean_per_token, negative_log_likelihood, smoothed_logistic
 
 
+@register_loss
 class SimPOLoss(PreferenceLoss):
     r"""Simple Preference Optimization (Meng et al., 2024, arXiv:2405.14734, eq. 6). No reference model; the reward
     is the length-averaged policy log-prob ``r = beta * log pi(y|x) / |y|``::

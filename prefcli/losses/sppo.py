@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param
+from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, register_loss
 
 
+@register_loss
 class SPPOHardLoss(PreferenceLoss):
     r"""Self-Play Preference Optimization (Wu et al., 2024, arXiv:2405.00675, eq. 4.7) with the win probability
     set to 1 for the chosen and 0 for the rejected completion (TRL's ``sppo_hard``)::

@@ -6,7 +6,7 @@ several temperatures (two each at 0.6, 0.8, 1.0), find the preferred one by iter
 (Chen et al., 2024b: n - 1 comparisons), train on (winner, the rest) for one segment of the training steps, then
 regenerate with the updated checkpoint; the reference stays the initial policy.
 
->>> from prefcli.online.candidates import CandidateSettings
->>> from prefcli.online.ranking import JudgeSettings
->>> from prefcli.online.loop import OnlineConfig, run_online
+>>> from prefcli.settings import load_settings
+>>> from prefcli.online.loop import run_online
+>>> summary = run_online(load_settings("examples/online-onmcpo-llama31-8b-instruct.yaml"))
 """

@@ -9,7 +9,9 @@ Record layout (the design's candidate set, plus a ``rejected`` so one file serve
 
 ``meta.judgments`` index the completions in sampling order (temperature by temperature); ``candidates`` keep that
 order with the winner removed. Empty completions and exact repeats are dropped before ranking (counted in
-``meta``); a prompt left with fewer than two distinct completions is skipped and counted in the sidecar.
+``meta``); a prompt left with fewer than two distinct completions is skipped and counted in the sidecar. When the
+trainer needs ``min_candidates`` negatives and fewer distinct ones are left, the missing ones are drawn with
+replacement (seeded) from those left (``meta.refilled`` counts them), so the record still trains.
 """
 
 from __future__ import annotations
@@ -21,70 +23,12 @@ from pathlib import Path
 
 from prefcli.errors import ConfigError
 from prefcli.online.prompts import PromptItem, instruction_text
+from prefcli.settings import JudgeSettings, SamplingSettings
 
 #: ``progress(phase, done, total)``: phase is "generate" (prompts × temperatures sampled) or "judge" (judgments).
 Progress = Callable[[str, int, int], None]
 
 SKIP_TOO_FEW = "fewer than two distinct non-empty completions"
-
-
-@dataclass(frozen=True)
-class CandidateSettings:
-    """How candidates are sampled (the paper: two completions at each of 0.6, 0.8 and 1.0)."""
-
-    temperatures: tuple[float, ...] = (0.6, 0.8, 1.0)
-    per_temperature: int = 2
-    max_new_tokens: int = 512
-    top_p: float = 1.0
-    batch_size: int = 8
-    backend: str = "hf"
-    seed: int = 0
-
-    def validate(self) -> None:
-        if not self.temperatures:
-            raise ConfigError("--temperatures: give at least one temperature, e.g. 0.6,0.8,1.0")
-        for value in self.temperatures:
-            if value < 0:
-                raise ConfigError(f"--temperatures: {value} is negative")
-            if value == 0 and self.per_temperature > 1:
-                raise ConfigError("--temperatures: temperature 0 is greedy decoding, which returns copies; "
-                                  "use it only with --per-temperature 1")
-        if len(set(self.temperatures)) != len(self.temperatures):
-            raise ConfigError("--temperatures: a temperature is listed twice; raise --per-temperature instead")
-        if self.per_temperature < 1:
-            raise ConfigError("--per-temperature: must be at least 1")
-        if self.completions_per_prompt < 2:
-            raise ConfigError(f"--temperatures × --per-temperature: {self.completions_per_prompt} completion per "
-                              "prompt; ranking needs at least two (e.g. --per-temperature 2)")
-        if self.max_new_tokens < 1:
-            raise ConfigError("--max-new-tokens: must be at least 1")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError("--top-p: must be in (0, 1]")
-        if self.batch_size < 1:
-            raise ConfigError("--gen-batch-size: must be at least 1")
-
-    @property
-    def completions_per_prompt(self) -> int:
-        return len(self.temperatures) * self.per_temperature
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["temperatures"] = list(self.temperatures)
-        return values
-
-
-def parse_temperatures(text: str) -> tuple[float, ...]:
-    """``"0.6,0.8,1.0"`` → ``(0.6, 0.8, 1.0)``."""
-    values = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            values.append(float(part))
-        except ValueError:
-            raise ConfigError(f"--temperatures: {part!r} is not a number (expected e.g. 0.6,0.8,1.0)") from None
-    return tuple(values)
 
 
 @dataclass
@@ -108,6 +52,7 @@ class GenerationResult:
     judge_seconds: float
     completions_reused: bool
     model_checksum: str | None
+    refilled: int = 0
     extra: dict = field(default_factory=dict)
 
     def counts(self) -> dict:
@@ -115,7 +60,7 @@ class GenerationResult:
                 "judgments_reused": self.judgments_reused}
 
 
-def sample_completions(model, prompts: list[list[dict]], settings: CandidateSettings,
+def sample_completions(model, prompts: list[list[dict]], settings: SamplingSettings, seed: int,
                        progress: Callable[[int, int], None] | None = None) -> list[list[tuple[str, float]]]:
     """``(text, temperature)`` of every completion of every prompt, temperature by temperature. Each temperature
     has its own seed (``seed + index``) so no two temperatures share a random stream."""
@@ -125,9 +70,7 @@ def sample_completions(model, prompts: list[list[dict]], settings: CandidateSett
     total = len(prompts) * len(settings.temperatures)
     for index, temperature in enumerate(settings.temperatures):
         offset = index * len(prompts)
-        kwargs = {"max_new_tokens": settings.max_new_tokens, "temperature": temperature, "top_p": settings.top_p,
-                  "batch_size": settings.batch_size, "seed": settings.seed + index, "backend": settings.backend,
-                  "num_return_sequences": settings.per_temperature}
+        kwargs = asdict(settings.params(temperature, seed + index))
         if settings.backend == "vllm":
             # vLLM keeps its GPU memory until the process ends: each engine lives in a child process, so the next
             # temperature, the judge and the training that follows get the whole GPU back.
@@ -138,8 +81,7 @@ def sample_completions(model, prompts: list[list[dict]], settings: CandidateSett
             outputs = generate_outputs(
                 model, prompts, **kwargs,
                 progress=None if progress is None else (lambda done, offset=offset: progress(offset + done, total)))
-        for slot, group in enumerate(outputs):
-            texts = group if settings.per_temperature > 1 else [group]
+        for slot, texts in enumerate(outputs):
             per_prompt[slot].extend((text, temperature) for text in texts)
     return per_prompt
 
@@ -200,27 +142,20 @@ def candidate_sets(samples: list[list[tuple[str, float]]]) -> list[CandidateSet]
 
 
 def weights_checksum(model) -> str | None:
-    """sha256 over a local model directory's weight files (``*.safetensors``, ``*.bin``), which tells one
-    checkpoint from another; None for a hub id."""
-    import hashlib
-
-    from prefcli.data.sidecar import file_checksum
-
-    path = Path(str(model))
-    if not path.is_dir():
+    """The cheap fingerprint of a local model directory (file names, sizes, mtimes and config.json: what the
+    reference cache keys on), which tells one checkpoint from another without reading the weights; None for a
+    hub id."""
+    if not Path(str(model)).is_dir():
         return None
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin"))
-    if not files:
-        return None
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(f"{file.name}:{file_checksum(file)}\n".encode())
-    return f"sha256:{digest.hexdigest()}"
+    from prefcli.train.reference import model_fingerprint
+
+    return model_fingerprint(str(model))
 
 
 def build_records(items: list[PromptItem], sets: list[CandidateSet], rankings, *, seed: int, model_label: str,
-                  judge_name: str, protocol_version: str, both_orders: bool) -> list[dict]:
-    """Candidate records (see the module docstring) for the prompts that were ranked."""
+                  judge_name: str, protocol_version: str, both_orders: bool, min_candidates: int = 0) -> list[dict]:
+    """Candidate records (see the module docstring) for the prompts that were ranked; each has at least
+    ``min_candidates`` candidates (refilled with replacement when fewer distinct ones were left)."""
     from prefcli.data.seeding import draw_index
 
     records = []
@@ -228,11 +163,17 @@ def build_records(items: list[PromptItem], sets: list[CandidateSet], rankings, *
         winner = ranking.winner
         rest = [text for index, text in enumerate(candidates.texts) if index != winner]
         rest_temperatures = [t for index, t in enumerate(candidates.temperatures) if index != winner]
+        distinct = len(rest)
+        rejected = rest[draw_index(seed, "online-rejected", item.id, distinct)]
+        while len(rest) < min_candidates:
+            pick = draw_index(seed, "online-refill", f"{item.id}:{len(rest)}", distinct)
+            rest.append(rest[pick])
+            rest_temperatures.append(rest_temperatures[pick])
         records.append({
             "id": item.id,
             "prompt": item.prompt,
             "chosen": candidates.texts[winner],
-            "rejected": rest[draw_index(seed, "online-rejected", item.id, len(rest))],
+            "rejected": rejected,
             "candidates": rest,
             "meta": {
                 "source": "prefcli generate",
@@ -246,16 +187,18 @@ def build_records(items: list[PromptItem], sets: list[CandidateSet], rankings, *
                 "judgments": [comparison.to_dict() for comparison in ranking.comparisons],
                 "dropped_empty": candidates.dropped_empty,
                 "dropped_duplicates": candidates.dropped_duplicates,
+                "refilled": len(rest) - distinct,
             },
         })
     return records
 
 
-def generate_candidates(model, items: list[PromptItem], settings: CandidateSettings, judge_settings, *,
-                        store_path: str | Path, api_key: str | None = None,
-                        completions_cache: str | Path | None = None,
+def generate_candidates(model, items: list[PromptItem], settings: SamplingSettings, judge_settings: JudgeSettings,
+                        *, seed: int, store_path: str | Path, api_key: str | None = None,
+                        completions_cache: str | Path | None = None, min_candidates: int = 0,
                         progress: Progress | None = None) -> GenerationResult:
-    """Sample, rank and build the candidate records of ``items`` with ``model``.
+    """Sample, rank and build the candidate records of ``items`` with ``model`` (``seed``: sampling, order coins
+    and the ``rejected`` draw; ``min_candidates``: see :func:`build_records`).
 
     ``completions_cache``: a JSON file holding the sampled completions; written right after sampling and reused
     when it matches (same model weights, prompts and settings), so a run that failed while judging does not sample
@@ -265,17 +208,17 @@ def generate_candidates(model, items: list[PromptItem], settings: CandidateSetti
     from prefcli.eval.store import JudgmentStore
     from prefcli.online.ranking import count_judgments, rank_candidates
 
-    settings.validate()
+    settings.check()
     judge_settings.check()  # a bad judge spec or protocol fails before minutes of sampling
     checksum = weights_checksum(model)
     prompts = [item.prompt for item in items]
-    identity = {"model": str(model), "model_checksum": checksum, "settings": settings.to_dict(),
+    identity = {"model": str(model), "model_checksum": checksum, "settings": settings.to_dict(), "seed": seed,
                 "prompt_ids": [item.id for item in items]}
     samples = _load_cache(completions_cache, identity)
     reused = samples is not None
     started = time.perf_counter()
     if samples is None:
-        samples = sample_completions(model, prompts, settings,
+        samples = sample_completions(model, prompts, settings, seed,
                                      None if progress is None else lambda d, t: progress("generate", d, t))
         if completions_cache is not None:
             write_json(completions_cache, {**identity, "completions": samples})
@@ -296,18 +239,19 @@ def generate_candidates(model, items: list[PromptItem], settings: CandidateSetti
     with JudgmentStore(store_path) as store:
         rankings = rank_candidates(
             instructions, texts, judge=judge, protocol=protocol, store=store,
-            both_orders=judge_settings.both_orders, seed=settings.seed, concurrency=judge_settings.concurrency,
+            both_orders=judge_settings.both_orders, seed=seed, concurrency=judge_settings.concurrency,
             max_retries=judge_settings.max_retries, retry_delay=judge_settings.retry_delay,
-            max_tokens=judge_settings.max_tokens,
+            max_tokens=judge_settings.judge_max_tokens,
             progress=None if progress is None else lambda d, t: progress("judge", d, t))
     judge_seconds = time.perf_counter() - started
-    records = build_records(kept_items, kept_sets, rankings, seed=settings.seed, model_label=str(model),
+    records = build_records(kept_items, kept_sets, rankings, seed=seed, model_label=str(model),
                             judge_name=judge.name, protocol_version=protocol.template_version,
-                            both_orders=judge_settings.both_orders)
+                            both_orders=judge_settings.both_orders, min_candidates=min_candidates)
     comparisons = [c for ranking in rankings for c in ranking.comparisons]
     judgments = count_judgments(texts, judge_settings.both_orders)
     return GenerationResult(records, len(items), skipped, judgments, sum(c.reused for c in comparisons),
                             generation_seconds, judge_seconds, reused, checksum,
+                            refilled=sum(record["meta"]["refilled"] > 0 for record in records),
                             extra={"judge_model": judge.name, "demo_judge": bool(getattr(judge, "is_demo", False)),
                                    "protocol": protocol.template_version})
 
@@ -324,7 +268,8 @@ def write_candidates(path: str | Path, result: GenerationResult, *, config: dict
     with atomic_open(path) as handle:
         for record in result.records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    counts = {**result.counts(), "generation_seconds": round(result.generation_seconds, 3),
+    counts = {**result.counts(), "refilled_records": result.refilled,
+              "generation_seconds": round(result.generation_seconds, 3),
               "judge_seconds": round(result.judge_seconds, 3), "completions_reused": result.completions_reused}
     write_sidecar(path, config={**config, "model_checksum": result.model_checksum, **result.extra},
                   seed=config.get("seed"), inputs=inputs, counts=counts, skipped=result.skipped, argv=argv)

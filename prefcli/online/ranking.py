@@ -23,62 +23,8 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from prefcli.errors import ConfigError, JudgeError
-
-
-@dataclass(frozen=True)
-class JudgeSettings:
-    """How candidates are judged. ``judge``: an OpenAI-compatible base URL, ``hf:PATH`` or ``rule:length`` (the
-    deterministic demo judge). The API key is never part of the settings (the CLI reads it from an environment
-    variable and passes it in)."""
-
-    judge: str = ""
-    judge_model: str | None = None
-    protocol: str = "alpaca"
-    judge_prompt: str | None = None
-    both_orders: bool = False
-    concurrency: int = 8
-    max_retries: int = 3
-    retry_delay: float = 1.0
-    timeout: float = 120.0
-    max_tokens: int | None = None
-
-    def validate(self) -> None:
-        if not self.judge:
-            raise ConfigError("--judge: is required (an OpenAI-compatible base URL, hf:PATH or rule:length)")
-        if self.concurrency < 1:
-            raise ConfigError("--concurrency: must be at least 1")
-        if self.max_retries < 0:
-            raise ConfigError("--max-retries: must be >= 0")
-        if self.retry_delay < 0:
-            raise ConfigError("--retry-delay: must be >= 0")
-        if self.timeout <= 0:
-            raise ConfigError("--timeout: must be positive")
-
-    def check(self):
-        """Validate the settings, the judge spec and the protocol without opening the judge; returns the
-        protocol."""
-        from prefcli.eval.judges import judge_kind
-        from prefcli.eval.protocols import load_protocol
-
-        self.validate()
-        kind = judge_kind(self.judge)
-        if kind == "openai" and not self.judge_model:
-            raise ConfigError("--judge-model is required with an OpenAI-compatible --judge URL "
-                              "(the model name the server expects)")
-        return load_protocol(self.protocol, judge_prompt=self.judge_prompt)
-
-    def open(self, api_key: str | None = None):
-        """``(judge, protocol)`` ready to use; the caller closes the judge (``rank_candidates`` does)."""
-        from prefcli.eval.judges import make_judge
-
-        protocol = self.check()
-        judge = make_judge(self.judge, protocol=protocol, model=self.judge_model, api_key=api_key,
-                           timeout=self.timeout)
-        return judge, protocol
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from prefcli.errors import JudgeError
+from prefcli.settings import JudgeSettings  # noqa: F401 - the settings the ranking is run with
 
 
 @dataclass

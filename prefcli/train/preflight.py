@@ -47,7 +47,6 @@ class Preflight:
     data_checksum: str
 
 
-REF_ROWS = ("reached", "all")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
@@ -160,8 +159,6 @@ def _check_resume(config: TrainConfig, data_checksum: str) -> tuple[int, Path] |
 def preflight(config: TrainConfig) -> Preflight:
     """Run every check; raises a ``PrefcliError`` (one line, exit code 2 in the CLI) on the first failure."""
     config.validate()
-    if config.ref_rows not in REF_ROWS:
-        raise ConfigError(f"--ref-rows: must be one of {', '.join(REF_ROWS)}, got {config.ref_rows!r}")
     check_model_path("model", config.model)
     _check_model_dir("model", config.model, needs_tokenizer=True)
     if config.ref_model is not None:

@@ -6,12 +6,11 @@
 
 from __future__ import annotations
 
-import difflib
-
 from prefcli.errors import ConfigError
 from prefcli.eval.judges.base import JudgeReply, JudgeRequest, PermanentJudgeError, TransientJudgeError
 from prefcli.eval.judges.retry import backoff_delay, parse_retry_after
 from prefcli.eval.judges.rule import DEMO_LABEL, RULES
+from prefcli.suggest import did_you_mean
 
 __all__ = [
     "DEMO_LABEL",
@@ -35,10 +34,9 @@ def judge_kind(spec: str) -> str:
     if spec.startswith("rule:"):
         rule = spec[len("rule:"):]
         if rule not in RULES:
-            close = difflib.get_close_matches(rule, RULES, n=1)
-            hint = f"; did you mean 'rule:{close[0]}'?" if close else ""
+            hint = did_you_mean(spec, ["rule:" + r for r in RULES]).strip()
             raise ConfigError(f"--judge: unknown rule {rule!r} (available: "
-                              f"{', '.join('rule:' + r for r in RULES)}){hint}")
+                              f"{', '.join('rule:' + r for r in RULES)})" + (f"; {hint}" if hint else ""))
         return "rule"
     raise ConfigError(f"--judge: {spec!r} is not an http(s):// base URL, hf:PATH or rule:NAME")
 

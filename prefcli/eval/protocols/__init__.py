@@ -27,7 +27,6 @@ substituted again.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib.util
 import json
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefcli.errors import ConfigError
+from prefcli.suggest import did_you_mean
 
 PROTOCOL_DIR = Path(__file__).parent
 _PLACEHOLDERS = {
@@ -174,10 +174,9 @@ def load_protocol(name_or_path: str | Path, judge_prompt: str | Path | None = No
     if not (path.suffix in (".yaml", ".yml") or path.exists()):
         path = PROTOCOL_DIR / f"{name_or_path}.yaml"
         if not path.exists():
-            close = difflib.get_close_matches(str(name_or_path), list_protocols(), n=3, cutoff=0.4)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(str(name_or_path), list_protocols(), n=3, cutoff=0.4).strip()
             raise ConfigError(f"unknown protocol {str(name_or_path)!r} (built-in: {', '.join(list_protocols())})"
-                              f"{hint}")
+                              + (f"; {hint}" if hint else ""))
     if not path.exists():
         raise ConfigError(f"{path}: protocol file not found")
     try:

@@ -10,13 +10,13 @@ own), so a benchmark set is data, not code::
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from prefcli.errors import ConfigError
+from prefcli.suggest import did_you_mean
 
 PRESET_DIR = Path(__file__).parent
 
@@ -49,8 +49,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         presets = list_suites()
         if str(name_or_path) not in presets:
-            close = difflib.get_close_matches(str(name_or_path), presets, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(str(name_or_path), presets)
             raise ConfigError(f"--suite: unknown suite {str(name_or_path)!r}; {hint}valid suites: "
                               f"{', '.join(presets)} (or the path of a suite YAML file)")
         path = PRESET_DIR / f"{name_or_path}.yaml"
