@@ -11,7 +11,14 @@ Faults are markers anywhere in the prompt, counted per distinct prompt:
 ``FAULT-500xK`` (first K calls answer 500), ``FAULT-429`` (first call: 429 with ``Retry-After``), ``FAULT-SLOW``
 (first call answers after ``slow_seconds``), ``FAULT-GARBAGE`` (every reply unparseable), ``FAULT-GARBAGExK`` (first
 K replies unparseable), ``FAULT-MALFORMED`` (first call: a 200 whose body is not JSON), ``FAULT-400`` (always 400),
-``BIAS-A`` (the judge always prefers the first output: a position-biased judge, for the flip rate).
+``BIAS-A`` (the judge always prefers the first output: a position-biased judge, for the flip rate),
+``FAULT-LP-NAN`` / ``FAULT-LP-INF`` / ``FAULT-LP-BIG`` / ``FAULT-LP-STR`` (every AlpacaEval reply's log-prob of ``m``
+is NaN / -Infinity / 1000 / a string; with ``xK`` only the first K replies), ``FAULT-ECHO-KEY`` (the reply and a
+first-call 500 body quote the request's API key), ``FAULT-NEEDS-N`` (a request with ``max_tokens`` < N gets the
+first max_tokens characters of the verdict reply with ``finish_reason: length``; an AlpacaEval reply then comes
+back empty).
+
+Every reply carries ``usage`` (prompt_tokens 7, completion_tokens 3) and ``system_fingerprint`` ``fp-test``.
 
 Run as a script (``python tests/judge_servers.py --delay 0.2``) it prints ``PORT <n>`` and serves until killed.
 """
@@ -51,7 +58,7 @@ def quality(output: str) -> int:
 
 class FaultyJudgeServer:
     """``with FaultyJudgeServer(delay=0.0) as server: server.base_url ...``; ``server.calls`` lists every request
-    as ``{"key", "status", "time", "auth", "prompt"}``; with ``require_key`` a request without
+    as ``{"key", "status", "time", "auth", "prompt", "max_tokens"}``; with ``require_key`` a request without
     ``Authorization: Bearer <key>`` gets 401."""
 
     def __init__(self, *, delay: float = 0.0, logprobs: bool = False, retry_after: float = 1.0,
@@ -97,7 +104,7 @@ class FaultyJudgeServer:
             self._per_prompt[key] = nth
         status, headers, payload, wait = 200, {}, None, self.delay
         if self.require_key is not None and auth != f"Bearer {self.require_key}":
-            self._log(key, 401, auth, prompt)
+            self._log(key, 401, auth, prompt, body)
             return 401, {}, json.dumps({"error": {"message": "invalid key"}}).encode(), 0.0
         k500 = re.search(r"FAULT-500x(\d+)", prompt)
         garbage_k = re.search(r"FAULT-GARBAGEx(\d+)", prompt)
@@ -109,18 +116,31 @@ class FaultyJudgeServer:
         elif "FAULT-400" in prompt:
             status, payload = 400, {"error": {"message": "injected bad request"}}
         elif "FAULT-MALFORMED" in prompt and nth == 1:
-            self._log(key, status, auth, prompt)
+            self._log(key, status, auth, prompt, body)
             return 200, {}, b"<html>not json", wait
         elif "FAULT-SLOW" in prompt and nth == 1:
             wait = max(wait, self.slow_seconds)
+        if "FAULT-ECHO-KEY" in prompt and nth == 1 and status == 200:
+            status, payload = 500, {"error": {"message": f"upstream rejected {auth}"}}
         if status == 200:
+            finish = "stop"
             if "FAULT-GARBAGE" in prompt and (garbage_k is None or nth <= int(garbage_k.group(1))):
                 text, top = "I would rather not pick one.", None
             else:
                 text, top = self.verdict(prompt, bool(body.get("logprobs")))
-            payload = self._completion(body, text, top)
-        self._log(key, status, auth, prompt)
-        return status, headers, json.dumps(payload).encode(), wait
+            lp_fault = re.search(r"FAULT-LP-(NAN|INF|BIG|STR)(?:x(\d+))?", prompt)
+            if top and lp_fault and (lp_fault.group(2) is None or nth <= int(lp_fault.group(2))):
+                bad = {"NAN": float("nan"), "INF": float("-inf"), "BIG": 1000.0, "STR": "high"}[lp_fault.group(1)]
+                top = [dict(entry, logprob=bad) if entry["token"] == "m" else entry for entry in top]
+            if "FAULT-ECHO-KEY" in prompt:
+                text = f"Your key is {auth}. {text}" if "[[" in text else text
+            needs = re.search(r"FAULT-NEEDS-(\d+)", prompt)
+            budget = body.get("max_tokens") or 10**9
+            if needs and budget < int(needs.group(1)):
+                text, top, finish = ("" if len(text) <= 2 else text[:budget]), None, "length"
+            payload = self._completion(body, text, top, finish)
+        self._log(key, status, auth, prompt, body)
+        return status, headers, json.dumps(payload).encode(), wait  # NaN/Infinity go out as bare tokens
 
     def verdict(self, prompt: str, want_logprobs: bool) -> tuple[str, list[dict] | None]:
         alpaca = dict(_ALPACA_OUTPUT.findall(prompt))
@@ -145,20 +165,20 @@ class FaultyJudgeServer:
         decoy = {"A>>B": "B>>A", "A>B": "B>A", "A=B": "B>>A", "B>A": "A>B", "B>>A": "A>>B"}[tag]
         return f"At first glance one might say [[{decoy}]], but comparing carefully: My final verdict is [[{tag}]].", None
 
-    def _completion(self, body: dict, text: str, top: list[dict] | None) -> dict:
-        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text},
+    def _completion(self, body: dict, text: str, top: list[dict] | None, finish: str = "stop") -> dict:
+        choice = {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text},
                   "logprobs": None}
         if top is not None:
-            choice["logprobs"] = {"content": [{"token": text, "logprob": max(e["logprob"] for e in top),
+            choice["logprobs"] = {"content": [{"token": text, "logprob": top[0]["logprob"],
                                                "bytes": None, "top_logprobs": [dict(e, bytes=None) for e in top]}]}
         return {"id": "judge-1", "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model", "judge"), "choices": [choice],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                "model": body.get("model", "judge"), "choices": [choice], "system_fingerprint": "fp-test",
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
 
-    def _log(self, key: str, status: int, auth: str | None, prompt: str) -> None:
+    def _log(self, key: str, status: int, auth: str | None, prompt: str, body: dict) -> None:
         with self._lock:
             self.calls.append({"key": key, "status": status, "time": time.monotonic(), "auth": auth,
-                               "prompt": prompt})
+                               "prompt": prompt, "max_tokens": body.get("max_tokens")})
 
     def _handler_class(self):
         server = self

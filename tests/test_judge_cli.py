@@ -116,8 +116,10 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     assert code == 2 and "exactly one of --model" in text
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps([{"instruction": "Q1", "output": "x"}]))
-    code, text = invoke_cli([*base, "--outputs", outputs, "--reference", partial])
+    code, text = invoke_cli([*base, "--outputs", outputs, "--reference", partial, "--strict"])
     assert code == 2 and f"{partial}: instruction: no reference output for instruction 'Q2'" in text
+    code, text = invoke_cli([*base, "--outputs", outputs, "--reference", partial])
+    assert code == 0 and "left out 1 of 2 instructions: 0 without a model output" in text
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "Q1", "output": "x"}\n{"instruction": 3, "output": "y"}\n')
     code, text = invoke_cli([*base, "--outputs", bad, "--reference", reference])

@@ -73,7 +73,9 @@ def test_transformers_serve_replies_are_failed_not_dropped(tmp_path, tiny_model)
     assert results["winrate"] == 50.0 and results["ties"] == 2  # only the identical pair, counted as ties
     with sqlite3.connect(run / "judgments.sqlite") as db:
         rows = db.execute("SELECT status, attempts, error, reply FROM judgments").fetchall()
-    assert len(rows) == 4 and all(r[0] == "failed" and r[1] == 2 and r[2] == "unparseable reply" for r in rows)
+    # cut at --judge-max-tokens 8, asked again with 16 (not unchanged), cut again
+    assert len(rows) == 4 and all(r[0] == "failed" and r[1] == 2 and r[2] == "reply cut at max_tokens=16"
+                                  for r in rows)
     assert all(isinstance(r[3], str) for r in rows)  # the raw reply is kept
     lines = [json.loads(line) for line in (run / "judgments.jsonl").read_text().splitlines()]
     assert sum(line["status"] == "failed" for line in lines) == 4

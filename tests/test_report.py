@@ -168,8 +168,9 @@ def test_a_new_judged_metric_is_one_entry(tmp_path, monkeypatch):
     statistics, next to the winrate of its protocol; files without it are unaffected."""
     from prefcli.eval.report import columns
 
-    monkeypatch.setattr(columns, "JUDGED_METRICS", (
-        *columns.JUDGED_METRICS, columns.JudgedMetric("lc_winrate", "LC WR", interval_field="lc_ci95")))
+    monkeypatch.setattr(columns, "JUDGED_METRICS", (  # the winrate, and LC with an interval field this time
+        *[m for m in columns.JUDGED_METRICS if m.field != "lc_winrate"],
+        columns.JudgedMetric("lc_winrate", "LC WR", interval_field="lc_ci95")))
     for seed, (winrate, lc) in enumerate([(50.0, 40.0), (54.0, 46.0)]):
         judged(tmp_path / f"lc-seed{seed}", "alpaca", winrate, [45.0, 60.0], seed=seed)
         data = json.loads((tmp_path / f"lc-seed{seed}" / "results.json").read_text())

@@ -9,7 +9,7 @@ import sys
 import typer
 
 from prefcli import __version__
-from prefcli.cli import eval_harness, eval_judged, fixtures, generate, losses, prepare, train
+from prefcli.cli import eval_compare, eval_harness, eval_judged, fixtures, generate, losses, prepare, train
 from prefcli.cli.common import err_console
 from prefcli.errors import PrefcliError
 
@@ -43,6 +43,7 @@ losses.register(app)
 generate.register(app)
 eval_judged.register(eval_app)
 eval_harness.register(eval_app)
+eval_compare.register(eval_app)
 app.add_typer(eval_app, name="eval")
 app.add_typer(fixtures.app, name="fixtures")
 

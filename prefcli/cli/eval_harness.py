@@ -130,18 +130,26 @@ def register(app: typer.Typer) -> None:
         name_by: Annotated[str, typer.Option(
             "--name-by", help="How runs form rows: dir (directory name without a -seedN suffix), model (the "
             "recorded model), path (one row per directory).")] = "dir",
+        style_rounds: Annotated[int, typer.Option(
+            "--style-rounds", min=2, help="Bootstrap refits of the Arena-Hard style-control fit (arena-hard-auto "
+            "uses 100).")] = 100,
+        seed: Annotated[int, typer.Option("--seed", help="Seeds the style-control bootstrap.")] = 0,
     ) -> None:
         """Aggregate runs (seeds, models) into a mean (std) table (Markdown, JSON) and a PNG with 95% intervals.
 
         Example: prefcli eval report runs/dpo-seed0 runs/dpo-seed1 runs/mcpo-seed0 runs/mcpo-seed1 --output report
         """
         from prefcli.eval.report import build_report, collect, format_cell, write_report  # scipy.stats: ~1 s
+        from prefcli.eval.report_style import style_control_groups
 
         check_output_dir(output)
         observations, skipped = collect(run_dirs, name_by=name_by)
         if not observations:
             raise ConfigError("no numbers to report: " + "; ".join(skipped))
         built = build_report(observations, name_by=name_by, skipped=skipped)
+        style_groups, style_notes = style_control_groups(observations, rounds=style_rounds, seed=seed)
+        if style_groups or style_notes:
+            built["style_control"] = {"groups": style_groups, "notes": style_notes}
         paths = write_report(built, output)
 
         table = Table(title="evaluation report (percent; mean (std) over runs)", header_style="bold")
@@ -158,6 +166,18 @@ def register(app: typer.Typer) -> None:
                               "built-in judge; its winrates say nothing about model quality.")
         for item in skipped:
             err_console.print(f"[yellow]left out:[/yellow] {item}", highlight=False)
+        for group in style_groups:
+            style = Table(title=f"Arena-Hard style control (baseline {group['baseline']}; median and "
+                                f"{round(100 * group['level'])}% interval of {group['rounds']} bootstrap fits)",
+                          header_style="bold")
+            for name in ("method", "raw %", "style-controlled %", "interval"):
+                style.add_column(name, justify="left" if name == "method" else "right")
+            for name, scores in sorted(group["models"].items(), key=lambda kv: -kv[1]["style_controlled"]):
+                style.add_row(name, f"{scores['raw']:.1f}", f"{scores['style_controlled']:.1f}",
+                              f"[{scores['interval'][0]:.1f}, {scores['interval'][1]:.1f}]")
+            console.print(style)
+        for note in style_notes:
+            err_console.print(f"[yellow]style control:[/yellow] {note}", highlight=False)
         console.print(summary_table("eval report", [
             ("runs", len({obs.run for obs in observations})), ("rows", len(built["rows"])),
             ("columns", len(built["columns"])), ("markdown", str(paths["markdown"])),

@@ -19,6 +19,7 @@ from prefcli.eval.judged import (
     check_settings,
     collect_inputs,
     evaluate_judged,
+    lock_store,
     open_judge,
 )
 from prefcli.eval.judges import DEMO_LABEL, judge_kind
@@ -52,17 +53,25 @@ def _judged_command(protocol_name: str):
     def command(
         output: Path = typer.Option(..., "--output", "-o", help="Run directory: results.json, judgments.jsonl, "
                                     "outputs.json (with --model) and the default store."),
-        judge: str = typer.Option(..., "--judge", help="OpenAI-compatible base URL (http://127.0.0.1:8000/v1), "
-                                  "hf:PATH (local HF model) or rule:length (DEMO judge: prefers the longer output)."),
+        judge: list[str] = typer.Option(..., "--judge", help="OpenAI-compatible base URL (http://127.0.0.1:8000/v1), "
+                                        "hf:PATH (local HF model) or rule:length (DEMO judge: prefers the longer "
+                                        "output). Repeat with several URLs of one judge model to spread the calls "
+                                        "by load."),
         model: Path | None = typer.Option(None, "--model", help="Model directory to generate outputs with "
                                           "(saved to OUTPUT/outputs.json, reused on rerun)."),
-        outputs: Path | None = typer.Option(None, "--outputs", help="Model outputs, alpaca_eval format: JSON "
-                                            "list (or JSONL) of {instruction, output, generator}."),
+        outputs: Path | None = typer.Option(None, "--outputs", help="Model outputs: alpaca_eval format (JSON "
+                                            "list or JSONL of {instruction, output, generator}) or an "
+                                            "arena-hard-auto model_answer/*.jsonl file (matched by uid)."),
         instructions: str | None = typer.Option(None, "--instructions", help="JSON/JSONL file with "
-                                                "'instruction' (default: the outputs' instructions, or the "
-                                                "public set from the hub with --model)."),
-        reference: str | None = typer.Option(None, "--reference", help="Reference outputs, same format as "
-                                             "--outputs (default: the public baseline from the hub)."),
+                                                "'instruction', or arena-hard-auto's question.jsonl (default: the "
+                                                "outputs' instructions, or the public set from the hub with "
+                                                "--model)."),
+        reference: str | None = typer.Option(None, "--reference", help="Reference outputs, same formats as "
+                                             "--outputs; with --protocol-version v2.0 also arena-hard-auto's "
+                                             "model_answer directory (each category's baseline file is used) "
+                                             "(default: the public baseline from the hub)."),
+        strict: bool = typer.Option(False, "--strict", help="Refuse when an instruction has no model output or "
+                                    "no reference output (default: leave it out, with one line saying how many)."),
         judge_model: str | None = typer.Option(None, "--judge-model", help="Model name the judge server "
                                                "expects (required with a URL)."),
         judge_key_env: str | None = typer.Option(None, "--judge-key-env", help="Name of the environment "
@@ -72,6 +81,18 @@ def _judged_command(protocol_name: str):
                                                  "with system/user, ChatML or plain text, placeholders "
                                                  "{instruction} {output_1} {output_2}."),
         protocol: str = typer.Option(protocol_name, "--protocol", help="Protocol name or YAML path."),
+        protocol_version: str | None = typer.Option(None, "--protocol-version", help="arena: v0.1 (default, "
+                                                    "comparable with earlier runs) or v2.0 (arena-hard-auto v2.0 "
+                                                    "prompts, per-category baselines and verdict parsing)."),
+        price_in: float | None = typer.Option(None, "--price-in", min=0.0, help="Judge price in USD per million "
+                                              "prompt tokens (with --price-out: a cost estimate in results.json)."),
+        price_out: float | None = typer.Option(None, "--price-out", min=0.0, help="Judge price in USD per "
+                                               "million completion tokens."),
+        lc_difficulty: Path | None = typer.Option(None, "--lc-difficulty", help="CSV of per-instruction "
+                                                  "difficulty (alpaca_eval's instruction_difficulty.csv, or columns "
+                                                  "instruction,instruction_difficulty): the length-controlled GLM "
+                                                  "then uses it (length_controlled_noreg); without it: "
+                                                  "length_controlled_minimal."),
         concurrency: int = typer.Option(8, "--concurrency", min=1, help="Judge calls in flight."),
         timeout: float = typer.Option(120.0, "--timeout", min=0.1, help="Seconds per judge call."),
         max_retries: int = typer.Option(3, "--max-retries", min=0, help="Retries per call (429, 5xx, "
@@ -84,7 +105,9 @@ def _judged_command(protocol_name: str):
                                                     "protocol's max tokens per judge reply."),
         seed: int = typer.Option(0, "--seed", help="Seeds the order randomization, generation and bootstrap."),
         store: Path | None = typer.Option(None, "--store", help="Judgment store (default "
-                                          "OUTPUT/judgments.sqlite)."),
+                                          "OUTPUT/judgments.sqlite). One run at a time per store: a second run "
+                                          "on the same store stops at once (exit 2) instead of paying the judge "
+                                          "twice; rerun it after the first ends to reuse its judgments."),
         limit: int | None = typer.Option(None, "--limit", min=1, help="Judge only the first N items."),
         bootstrap_rounds: int = typer.Option(1000, "--bootstrap-rounds", min=10, help="Bootstrap resamples."),
         max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1, help="Generation (--model)."),
@@ -94,7 +117,8 @@ def _judged_command(protocol_name: str):
         backend: str = typer.Option("hf", "--backend", help="Generation backend: hf or vllm."),
     ) -> None:
         settings = JudgedEvalSettings(
-            output=output, judge=judge, protocol=protocol, model=model, outputs=outputs,
+            output=output, judge=tuple(judge), protocol=protocol, protocol_version=protocol_version, model=model,
+            outputs=outputs, strict=strict, price_in=price_in, price_out=price_out, lc_difficulty=lc_difficulty,
             instructions=instructions, reference=reference, judge_model=judge_model, judge_key_env=judge_key_env,
             judge_prompt=judge_prompt, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
             retry_delay=retry_delay, max_failed_frac=max_failed_frac, judge_max_tokens=judge_max_tokens, seed=seed,
@@ -119,12 +143,23 @@ def _evaluate(settings: JudgedEvalSettings) -> JudgedEval:
             bar.update(generating, completed=done)
 
         protocol = check_settings(settings)
-        inputs = collect_inputs(settings, protocol, generation_progress)
+        store_lock = lock_store(settings)  # before any work: a second run on this store stops here
+        try:
+            inputs = collect_inputs(settings, protocol, generation_progress)
+        except BaseException:
+            store_lock.close()
+            raise
     if inputs.outputs_reused is not None:
         err_console.print(f"{'reused' if inputs.outputs_reused else 'wrote'} {inputs.outputs_source}")
-    judge = open_judge(settings, protocol)
+    if inputs.left_out:
+        err_console.print(f"[yellow]{inputs.left_out}[/yellow]", highlight=False)
+    try:
+        judge = open_judge(settings, protocol)
+    except BaseException:
+        store_lock.close()
+        raise
     if judge.is_demo:
-        err_console.print(f"[yellow]--judge {settings.judge} is a {DEMO_LABEL}[/yellow]")
+        err_console.print(f"[yellow]--judge {settings.judge_label} is a {DEMO_LABEL}[/yellow]")
     total = len(inputs.items) * (2 if protocol.order == "both" else 1)
     with progress_bar() as bar:
         task = bar.add_task(f"judging ({protocol.name})", total=total, status="")
@@ -136,8 +171,10 @@ def _evaluate(settings: JudgedEvalSettings) -> JudgedEval:
 
         async def judge_and_close() -> JudgedEval:
             try:
-                return await evaluate_judged(settings, inputs, judge=judge, on_result=on_result)
+                return await evaluate_judged(settings, inputs, judge=judge, on_result=on_result,
+                                             store_lock=store_lock)
             finally:
+                store_lock.close()
                 await judge.aclose()
 
         return asyncio.run(judge_and_close())
@@ -146,23 +183,33 @@ def _evaluate(settings: JudgedEvalSettings) -> JudgedEval:
 def _print_evaluation(settings: JudgedEvalSettings, evaluation: JudgedEval) -> None:
     summary = evaluation.summary
     protocol_label = f"{summary['protocol']} ({summary['template_version']})"
-    kind = "demo judge" if summary["demo_judge"] else judge_kind(settings.judge)
+    kind = "demo judge" if summary["demo_judge"] else judge_kind(settings.judge_specs[0])
     ci = summary["ci95"] or [None, None]
     rows = [
         ("protocol", protocol_label),
-        ("judge", f"{settings.judge} ({kind})"),
+        ("judge", f"{settings.judge_label} ({kind})"),
         ("items", summary["n"]),
         ("winrate %", summary["winrate"] if summary["winrate"] is not None else "n/a"),
         ("95% CI %", f"[{ci[0]}, {ci[1]}]" if ci[0] is not None else "n/a"),
+        ("avg length model / reference", f"{summary['avg_length']} / {summary['reference_avg_length']}"),
         ("wins / losses / ties", f"{summary['wins']} / {summary['losses']} / {summary['ties']}"),
         ("failed judgments", summary["failed"]),
         ("identical outputs (no call)", summary["identical"]),
         ("reused from store", summary["reused"]),
     ]
+    if summary["order"] == "random":
+        rows.insert(5, (f"LC winrate % ({summary['lc_glm']})", summary["lc_winrate"]
+                        if summary["lc_winrate"] is not None else f"n/a ({summary['lc_note']})"))
     if summary["logprob_weighted"]:
         rows.append(("log-prob weighted", summary["logprob_weighted"]))
     if summary["order"] == "both":
         rows.append(("flip rate %", summary["flip_rate"] if summary["flip_rate"] is not None else "n/a"))
+    usage = summary["usage"]
+    if usage["prompt_tokens"] or usage["completion_tokens"]:
+        cost = f", ~${usage['cost_usd']:.4f}" if usage["cost_usd"] is not None else ""
+        rows.append(("judge tokens in / out", f"{usage['prompt_tokens']} / {usage['completion_tokens']}{cost}"))
+    if usage["budget_raised"]:
+        rows.append(("replies retried with a larger budget", usage["budget_raised"]))
     rows.append(("results", str(evaluation.results_file)))
     console.print(summary_table(f"prefcli eval {summary['protocol']}", rows))
     if evaluation.too_many_failed:

@@ -41,9 +41,20 @@ def judge_kind(spec: str) -> str:
     raise ConfigError(f"--judge: {spec!r} is not an http(s):// base URL, hf:PATH or rule:NAME")
 
 
-def make_judge(spec: str, *, protocol, model: str | None = None, api_key: str | None = None,
+def make_judge(spec: str | list[str], *, protocol, model: str | None = None, api_key: str | None = None,
                timeout: float = 120.0):
-    """Build the judge a ``--judge`` spec names."""
+    """Build the judge a ``--judge`` spec names; several URLs (one judge model behind several endpoints) make one
+    judge that spreads calls by load."""
+    if not isinstance(spec, str):
+        specs = list(spec)
+        if len(specs) > 1:
+            if any(judge_kind(one) != "openai" for one in specs):
+                raise ConfigError("--judge: several values must all be http(s):// URLs of one judge model")
+            from prefcli.eval.judges.openai_compat import PooledJudge
+
+            return PooledJudge([make_judge(one, protocol=protocol, model=model, api_key=api_key, timeout=timeout)
+                                for one in specs])
+        spec = specs[0]
     kind = judge_kind(spec)
     if kind == "openai":
         if not model:

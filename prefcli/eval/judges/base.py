@@ -26,6 +26,16 @@ class JudgeReply:
 
     text: str
     top_logprobs: list[dict] | None = None
+    finish_reason: str | None = None  # "stop", "length" (cut at max_tokens), ... when the endpoint says
+    prompt_tokens: int | None = None  # from the response's ``usage``
+    completion_tokens: int | None = None
+    system_fingerprint: str | None = None
+    endpoint: str | None = None  # which base URL answered, when a judge has several
+
+    @property
+    def truncated(self) -> bool:
+        """Cut at ``max_tokens`` or empty: asking again with the same budget would get the same reply."""
+        return self.finish_reason == "length" or not self.text.strip()
 
 
 class TransientJudgeError(Exception):

@@ -15,7 +15,7 @@ from prefcli.eval.judges.retry import parse_retry_after
 
 class OpenAICompatibleJudge:
     """``base_url`` like ``http://127.0.0.1:8000/v1``; ``model`` as the server names it; ``api_key`` is held in
-    memory only (never written, never part of a message)."""
+    memory only (never written, never part of a message; a reply that echoes it gets it replaced by ``***``)."""
 
     is_demo = False
 
@@ -86,20 +86,75 @@ class OpenAICompatibleJudge:
         except (AttributeError, IndexError, TypeError):
             raise TransientJudgeError("malformed response: no choices") from None
         text = (getattr(choice.message, "content", None) or "") if choice.message is not None else ""
+        if not isinstance(text, str):
+            raise TransientJudgeError(f"malformed response: content is {type(text).__name__}, not text")
         top = None
         content = getattr(getattr(choice, "logprobs", None), "content", None)
         if content:
             first = content[0]
-            top = [{"token": entry.token, "logprob": entry.logprob} for entry in (first.top_logprobs or [])]
+            top = [{"token": self.redact_text(str(entry.token)), "logprob": entry.logprob}
+                   for entry in (first.top_logprobs or [])]
             if not top and first.token is not None:
-                top = [{"token": first.token, "logprob": first.logprob}]
-        return JudgeReply(text=text, top_logprobs=top)
+                top = [{"token": self.redact_text(str(first.token)), "logprob": first.logprob}]
+        usage = getattr(response, "usage", None)
+        return JudgeReply(text=self.redact_text(text), top_logprobs=top,
+                          finish_reason=getattr(choice, "finish_reason", None),
+                          prompt_tokens=_count(getattr(usage, "prompt_tokens", None)),
+                          completion_tokens=_count(getattr(usage, "completion_tokens", None)),
+                          system_fingerprint=_short_text(getattr(response, "system_fingerprint", None)),
+                          endpoint=self.base_url)
+
+    def redact_text(self, text: str) -> str:
+        """``text`` with the API key replaced by ``***``."""
+        if self._api_key and self._api_key != "EMPTY" and self._api_key in text:
+            return text.replace(self._api_key, "***")
+        return text
 
     def _redact(self, error) -> str:
-        message = str(error)
-        if self._api_key and self._api_key != "EMPTY":
-            message = message.replace(self._api_key, "***")
-        return message[:500]
+        return self.redact_text(str(error))[:500]
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _count(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _short_text(value) -> str | None:
+    return value[:100] if isinstance(value, str) and value else None
+
+
+class PooledJudge:
+    """One judge model served by several OpenAI-compatible endpoints (``--judge URL --judge URL2``). Each call
+    goes to the endpoint with the fewest calls in flight (ties: the one used least so far), so a slower replica
+    gets fewer calls. Judgments are keyed by the model name, so they are shared whichever endpoint answered."""
+
+    is_demo = False
+
+    def __init__(self, judges: list[OpenAICompatibleJudge]):
+        self.judges = judges
+        self.name = judges[0].name
+        self.base_url = " ".join(judge.base_url for judge in judges)
+        self.in_flight = [0] * len(judges)
+        self.calls = [0] * len(judges)
+
+    async def check(self) -> None:
+        for judge in self.judges:
+            await judge.check()
+
+    async def complete(self, request: JudgeRequest) -> JudgeReply:
+        index = min(range(len(self.judges)), key=lambda i: (self.in_flight[i], self.calls[i]))
+        self.in_flight[index] += 1
+        self.calls[index] += 1
+        try:
+            return await self.judges[index].complete(request)
+        finally:
+            self.in_flight[index] -= 1
+
+    def redact_text(self, text: str) -> str:
+        return self.judges[0].redact_text(text)
+
+    async def aclose(self) -> None:
+        for judge in self.judges:
+            await judge.aclose()

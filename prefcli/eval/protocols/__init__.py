@@ -15,10 +15,17 @@ YAML keys::
     order: random | both   random: one judgment per item, model side drawn from the seed; both: model first, then second
     identical_outputs: tie       identical outputs are a tie without a judge call
     request: {max_tokens, temperature}
-    verdict: {pattern, labels: {LABEL: {first: SCORE, weight: N}}, reply}
-                             the LAST match of ``pattern`` in the judge's reply (group 1) is the verdict
+    verdict: {pattern, labels: {LABEL: {first: SCORE, weight: N}}, reply, truncated, case}
+                             the LAST match of ``pattern`` in the judge's reply (group 1) is the verdict; a list
+                             of patterns is tried in order (the first that matches decides); case: upper reads
+                             the reply upper-cased (arena-hard-auto v2.0);
+                             truncated: retry (default: a reply cut at max_tokens is asked again with a larger
+                             budget, since its last tag may not be the final verdict) | accept (one-token replies)
     logprobs: {top_logprobs, first_token, second_token}   optional AlpacaEval-2.0 probability weighting
     instructions_hub / reference_hub: {id, config, split}  the public sets, loaded when no file is given
+    category_templates: {CATEGORY: {system: ..., user: ...}}  another template for items of that category
+    baselines: {CATEGORY: MODEL}   the reference model of each category (arena-hard-auto v2.0), looked up as
+                                   MODEL.jsonl in a --reference directory
 
 Placeholders in the template: ``{instruction}``, ``{output_1}``, ``{output_2}`` (arena-hard-auto's ``{question_1}``,
 ``{answer_1}``, ``{answer_2}`` are accepted too). They are filled in one pass, so text inside an output is never
@@ -59,6 +66,21 @@ class Verdict:
     weighted: bool = False
 
 
+class MalformedScore(ValueError):
+    """The judge's reply carries a score that cannot be a probability (NaN, infinite, positive or non-numeric
+    log-prob): the judgment is failed (and retried on a rerun), never stored as a result."""
+
+
+def checked_logprob(value, token: str) -> float:
+    """``value`` as a finite log-prob (<= 0, with a little slack for rounding); MalformedScore otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedScore(f"malformed log-probs: log-prob of {token!r} is {value!r:.40}, not a number")
+    value = float(value)
+    if not math.isfinite(value) or value > 1e-6:
+        raise MalformedScore(f"malformed log-probs: log-prob of {token!r} is {value!r}, not a finite value <= 0")
+    return min(value, 0.0)
+
+
 @dataclass
 class Protocol:
     name: str
@@ -77,56 +99,77 @@ class Protocol:
     instructions_hub: dict | None = None
     reference_hub: dict | None = None
     source: str = ""
+    template_source: str = ""  # the user's --judge-prompt file when it replaced the template
+    accept_truncated: bool = False  # a reply cut at max_tokens may still carry the verdict (one-token replies)
+    patterns: tuple[str, ...] = ()  # fallbacks after ``pattern``
+    uppercase: bool = False
+    category_templates: dict = field(default_factory=dict)  # category -> (system, user)
+    baselines: dict = field(default_factory=dict)  # category -> reference model name
     _regex: re.Pattern = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.order not in ("random", "both"):
             raise ConfigError(f"{self.source}: order: must be 'random' or 'both', got {self.order!r}")
-        try:
-            self._regex = re.compile(self.pattern)
-        except re.error as error:
-            raise ConfigError(f"{self.source}: verdict.pattern: invalid regular expression: {error}") from None
-        if self._regex.groups < 1:
-            raise ConfigError(f"{self.source}: verdict.pattern: needs one capturing group (the label)")
+        self._regexes = []
+        for pattern in (self.pattern, *self.patterns):
+            try:
+                regex = re.compile(pattern)
+            except re.error as error:
+                raise ConfigError(f"{self.source}: verdict.pattern: invalid regular expression: {error}") from None
+            if regex.groups < 1:
+                raise ConfigError(f"{self.source}: verdict.pattern: needs one capturing group (the label)")
+            self._regexes.append(regex)
+        self._regex = self._regexes[0]
         for label, spec in self.labels.items():
             if not isinstance(spec, dict) or not 0.0 <= float(spec.get("first", -1)) <= 1.0:
                 raise ConfigError(f"{self.source}: verdict.labels.{label}: needs 'first' between 0 and 1")
         found = {_PLACEHOLDERS[name] for name in _PLACEHOLDER_RE.findall((self.system or "") + self.user)}
         missing = {"instruction", "output_1", "output_2"} - found
         if missing:
-            raise ConfigError(f"{self.source}: template: missing placeholder(s) "
+            raise ConfigError(f"{self.template_source or self.source}: template: missing placeholder(s) "
                               + ", ".join("{" + m + "}" for m in sorted(missing)))
 
     @property
     def template_version(self) -> str:
         """``NAME-vVERSION-HASH``: the hash covers everything that changes what the judge is asked or how its
         reply is read, so a changed template never reuses old judgments."""
-        payload = json.dumps([self.system, self.user, self.pattern, self.labels, self.logprobs,
-                              self.max_tokens, self.temperature], sort_keys=True, ensure_ascii=False)
+        fields = [self.system, self.user, self.pattern, self.labels, self.logprobs, self.max_tokens,
+                  self.temperature]
+        if self.patterns or self.uppercase or self.category_templates:  # keeps older protocols' versions
+            fields += [list(self.patterns), self.uppercase, self.category_templates]
+        payload = json.dumps(fields, sort_keys=True, ensure_ascii=False)
         return f"{self.name}-v{self.version}-{hashlib.sha256(payload.encode()).hexdigest()[:10]}"
 
-    def render(self, instruction: str, output_1: str, output_2: str) -> list[dict]:
-        """The chat messages sent to the judge."""
+    def render(self, instruction: str, output_1: str, output_2: str, category: str | None = None) -> list[dict]:
+        """The chat messages sent to the judge (the category's own template when the protocol has one)."""
         values = {"instruction": instruction, "output_1": output_1, "output_2": output_2}
 
         def fill(text: str) -> str:
             return _PLACEHOLDER_RE.sub(lambda match: values[_PLACEHOLDERS[match.group(1)]], text)
 
-        messages = [{"role": "system", "content": fill(self.system)}] if self.system else []
-        messages.append({"role": "user", "content": fill(self.user)})
+        system, user = self.category_templates.get(category, (self.system, self.user))
+        messages = [{"role": "system", "content": fill(system)}] if system else []
+        messages.append({"role": "user", "content": fill(user)})
         return messages
 
     def parse(self, text: str | None, top_logprobs: list[dict] | None = None) -> Verdict | None:
         """Read the judge's reply (never the outputs): the logprob-weighted preference when the protocol asks
-        for it and the endpoint returned the tokens, else the last verdict tag in ``text``; None if neither."""
+        for it and the endpoint returned the tokens, else the last verdict tag in ``text``; None if neither.
+        Raises :class:`MalformedScore` when the log-probs of the verdict tokens are not finite numbers <= 0."""
         if self.logprobs and top_logprobs:
             verdict = self._parse_logprobs(top_logprobs)
             if verdict is not None:
                 return verdict
-        matches = self._regex.findall(text or "")
+        text = (text or "").upper() if self.uppercase else (text or "")
+        matches = []
+        for regex in self._regexes:
+            matches = [m if isinstance(m, str) else m[0] for m in regex.findall(text)]
+            matches = [m for m in matches if m != ""]
+            if matches:
+                break
         if not matches:
             return None
-        last = matches[-1] if isinstance(matches[-1], str) else matches[-1][0]
+        last = matches[-1]
         spec = self.labels.get(last)
         if spec is None:
             return None
@@ -139,9 +182,11 @@ class Protocol:
         first_token, second_token = self.logprobs["first_token"], self.logprobs["second_token"]
         pooled: dict[str, list[float]] = {first_token: [], second_token: []}
         for entry in top_logprobs:
+            if not isinstance(entry, dict):
+                raise MalformedScore(f"malformed log-probs: entry {entry!r:.60} is not an object")
             token = str(entry.get("token", "")).strip()
             if token in pooled and entry.get("logprob") is not None:
-                pooled[token].append(float(entry["logprob"]))
+                pooled[token].append(checked_logprob(entry["logprob"], token))
         if not pooled[first_token] and not pooled[second_token]:
             return None
         p_first = sum(math.exp(lp) for lp in pooled[first_token])
@@ -184,7 +229,7 @@ def load_protocol(name_or_path: str | Path, judge_prompt: str | Path | None = No
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     known = {"name", "version", "description", "template", "order", "identical_outputs", "request", "verdict",
-             "logprobs", "instructions_hub", "reference_hub"}
+             "logprobs", "instructions_hub", "reference_hub", "category_templates", "baselines"}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -198,15 +243,34 @@ def load_protocol(name_or_path: str | Path, judge_prompt: str | Path | None = No
     verdict, request = spec["verdict"], spec.get("request") or {}
     if "pattern" not in verdict or not verdict.get("labels"):
         raise ConfigError(f"{path}: verdict: needs 'pattern' and 'labels'")
+    patterns = verdict["pattern"] if isinstance(verdict["pattern"], list) else [verdict["pattern"]]
+    if not patterns or verdict.get("case", "as-is") not in ("as-is", "upper"):
+        raise ConfigError(f"{path}: verdict: 'pattern' must be a pattern or a list of them, 'case' as-is or upper")
+    category_templates = {}
+    if judge_prompt is None:  # a user's --judge-prompt replaces every template
+        for category, template in (spec.get("category_templates") or {}).items():
+            system_c, user_c = _template_from_spec(template, path) if "user" in template or "file" in template \
+                else (template.get("system"), user)
+            category_templates[str(category)] = (system_c, user_c)
     return Protocol(
         name=str(spec["name"]), version=int(spec.get("version", 1)), description=str(spec.get("description", "")),
-        system=system, user=user, order=str(spec.get("order", "random")), pattern=str(verdict["pattern"]),
+        system=system, user=user, order=str(spec.get("order", "random")), pattern=str(patterns[0]),
+        patterns=tuple(str(p) for p in patterns[1:]), uppercase=verdict.get("case") == "upper",
+        category_templates=category_templates, baselines=dict(spec.get("baselines") or {}),
         labels={str(k): dict(v) for k, v in verdict["labels"].items()},
         reply_format=str(verdict.get("reply", "{label}")),
         max_tokens=int(request.get("max_tokens", 1024)), temperature=float(request.get("temperature", 0.0)),
         identical_outputs=str(spec.get("identical_outputs", "tie")), logprobs=spec.get("logprobs"),
         instructions_hub=spec.get("instructions_hub"), reference_hub=spec.get("reference_hub"), source=str(path),
+        template_source=str(judge_prompt) if judge_prompt is not None else "",
+        accept_truncated=_truncated_policy(verdict.get("truncated", "retry"), path),
     )
+
+
+def _truncated_policy(value, source: Path) -> bool:
+    if value not in ("retry", "accept"):
+        raise ConfigError(f"{source}: verdict.truncated: must be 'retry' or 'accept', got {value!r}")
+    return value == "accept"
 
 
 def read_judge_prompt(path: str | Path) -> tuple[str | None, str]:

@@ -34,6 +34,7 @@ class JudgedMetric:
 # In column order within a protocol. ``winrate`` is the headline: a file whose winrate is null is named as skipped.
 JUDGED_METRICS: tuple[JudgedMetric, ...] = (
     JudgedMetric("winrate", "WR", interval_field="ci95", optional=False),
+    JudgedMetric("lc_winrate", "LC WR"),  # AlpacaEval's length-controlled winrate (prefcli.eval.length_control)
 )
 
 

@@ -44,6 +44,11 @@ def render_markdown(report: dict) -> str:
             seeds = sorted({seed for cell in row["cells"].values() for seed, r in zip(cell["seeds"], cell["runs"])
                             if r == run and seed is not None})
             lines.append(f"| {row['name']} | `{run}` | {', '.join(map(str, seeds)) or '–'} |")
+    style = report.get("style_control")
+    if style:
+        from prefcli.eval.report_style import render_style_markdown
+
+        lines += ["", render_style_markdown(style["groups"], style["notes"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
