@@ -7,6 +7,8 @@ import json
 import random
 from pathlib import Path
 
+from prefcli.data.atomic import atomic_open, write_json
+
 CHAT_TEMPLATE = (
     "{{ bos_token if bos_token else '' }}"
     "{% for message in messages %}"
@@ -103,20 +105,16 @@ def nectar_row(rng: random.Random, index: int, num_answers: int = 7, turns: int 
 def write_synthetic_nectar(path: str | Path, rows: int = 64, seed: int = 0) -> Path:
     """A JSONL file of ``rows`` Nectar-schema rows (one in four multi-turn)."""
     rng = random.Random(seed)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    with atomic_open(path) as handle:
         for index in range(rows):
             row = nectar_row(rng, index, turns=2 if index % 4 == 3 else 1)
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
+    return Path(path)
 
 
 def write_synthetic_instructions(path: str | Path, rows: int = 16, seed: int = 0) -> Path:
     """A JSON list of ``{"instruction"}`` items, like AlpacaEval's evaluation set."""
     rng = random.Random(seed)
     items = [{"instruction": synthetic_sentence(rng), "dataset": "synthetic"} for _ in range(rows)]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(items, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    write_json(path, items)
+    return Path(path)

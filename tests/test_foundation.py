@@ -104,3 +104,22 @@ def test_generate_writes_alpaca_format_and_reuses_it(tiny_model, tmp_path):
     before = output.stat().st_mtime_ns
     second = runner.invoke(app, args)
     assert second.exit_code == 0 and output.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("text, hub_id, model_name", [
+    ("HuggingFaceH4/ultrafeedback_binarized", True, True),
+    ("meta-llama/Llama-3.1-8B", True, True),
+    ("gpt2", False, True),                 # a bare name is a hub id only where models are meant
+    ("org/data.jsonl", False, False),      # a data file that does not exist, not a hub id
+    ("./org/name", False, False),
+    ("/abs/path", False, False),
+    ("~/models/x", False, False),
+    ("a/b/c", False, False),
+    ("org/na--me", False, False),
+    ("org/", False, False),
+])
+def test_one_hub_id_test_for_data_models_and_eval_sets(text, hub_id, model_name):
+    from prefcli.hub import looks_like_hub_id
+
+    assert looks_like_hub_id(text) is hub_id
+    assert looks_like_hub_id(text, bare_name=True) is model_name

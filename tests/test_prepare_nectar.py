@@ -317,7 +317,7 @@ def test_input_and_output_errors(tmp_path, capsys):
     csv = tmp_path / "data.csv"
     csv.write_text("a,b\n")
     assert "unknown input format '.csv'" in fails(capsys, "nectar", "--input", str(csv), "--output", out)
-    assert "is the input file" in fails(capsys, "nectar", "--input", str(good), "--output", str(good))
+    assert "is the --input file" in fails(capsys, "nectar", "--input", str(good), "--output", str(good))
     assert "is a directory" in fails(capsys, "nectar", "--input", str(good), "--output", str(tmp_path))
     all_skipped = write_jsonl(tmp_path / "few.jsonl", [row(ranks=(1, 2))])
     assert "all 1 rows were skipped (too few answers: 1)" in fails(

@@ -220,15 +220,35 @@ def test_noise_adds_a_candidate_and_dpo_noise_uses_it(tmp_path):
     assert "skipped: chosen has fewer than two distinct tokens" in result.stdout
     second = plain[1]
     noise = second["candidates"][-1]
-    assert second["candidates"][:-1] == records[1]["candidates"] and "rejected" not in second
+    assert second["candidates"][:-1] == records[1]["candidates"]
     assert sorted(noise.split()) == sorted(records[1]["chosen"].split()) and noise != records[1]["chosen"]
-    assert second["meta"]["noise_index"] == 3 and second["meta"]["rejected_is_noise"] is False
-    assert plain[4]["candidates"][0] == "r" and plain[4]["rejected"] == "r"  # pair: [rejected, noise]
+    assert second["meta"]["noise_index"] == 3
+    assert plain[4]["candidates"][:-1] == ["r"]  # pair: [rejected, noise]
     for plain_record, dpo_record in zip(plain, dpo):
         assert dpo_record["rejected"] == dpo_record["candidates"][-1] == plain_record["candidates"][-1]
         assert dpo_record["meta"]["rejected_is_noise"] is True
         validate_record(plain_record)
         validate_record(dpo_record)
+
+
+def test_noise_baseline_redraws_rejected_from_the_augmented_candidates(tmp_path):
+    """Without --as-rejected, rejected is a seeded uniform draw over the candidates plus the noise sample (MC-PO's
+    DPO baseline under noise), so DPO on the file meets the noise in about 1 record of len(candidates)."""
+    import hashlib
+
+    records = [{"id": i, "prompt": "p", "chosen": f"word{i} alpha beta gamma", "rejected": "r",
+                "candidates": ["c0", "c1", "c2"]} for i in range(600)]
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    out = tmp_path / "out.jsonl"
+    prepare("noise", "--input", str(src), "--output", str(out), "--seed", "4")
+    noisy = 0
+    for line, record in enumerate(read_jsonl(out), 1):
+        digest = hashlib.blake2b(f"4:noise-rejected:{line}".encode(), digest_size=8).digest()
+        pick = int.from_bytes(digest, "big") % 4
+        assert record["meta"]["rejected_index"] == pick and record["rejected"] == record["candidates"][pick]
+        assert record["meta"]["rejected_is_noise"] is (pick == 3)
+        noisy += pick == 3
+    assert 110 <= noisy <= 190, noisy  # 150 expected
 
 
 def test_noise_bad_record_line(tmp_path, capsys):

@@ -155,7 +155,7 @@ def test_gradient_accumulation_matches_the_large_batch(tiny_model, tmp_path):
 
     a, b = load_file(tmp_path / "big" / "model.safetensors"), load_file(tmp_path / "acc" / "model.safetensors")
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=2e-5)  # Adam amplifies rounding
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=5e-5)  # Adam amplifies rounding (lr 1e-3)
 
 
 def test_mcpo_with_one_candidate_and_one_negative_is_dpo(tiny_model, tmp_path):

@@ -3,10 +3,15 @@ the library, and print; the logic lives in the library."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
+import threading
+import warnings
 
 import typer
+from rich.markup import escape
 
 from prefcli import __version__
 from prefcli.cli import eval_compare, eval_harness, eval_judged, fixtures, generate, losses, prepare, train
@@ -49,11 +54,53 @@ app.add_typer(fixtures.app, name="fixtures")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one red line and exit code 2."""
+    """Console entry point. A user error (bad input, bad flag, bad usage) ends the output as one line
+    ``error: …`` and exits 2; Ctrl-C exits 130 and SIGTERM 143, both after removing what was half-written."""
     # prefcli draws its own progress bars; the hub's per-file bars would interleave with them.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    _silence_known_deprecation_noise()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        app(args=argv, prog_name="prefcli")
+        code = app(args=argv, prog_name="prefcli", standalone_mode=False)
     except PrefcliError as error:
-        err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(error), 2)
+    except typer.TyperException as error:  # Typer's usage errors (bad flag, bad value, missing option)
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()
+            sys.exit(error.exit_code)
+        context = getattr(error, "ctx", None)
+        if context is not None:
+            err_console.print(context.get_usage(), highlight=False, markup=False, soft_wrap=True)
+            err_console.print(f"Try '{context.command_path} --help' for help.", highlight=False, markup=False)
+        _fail(error.format_message(), error.exit_code)
+    except typer.Abort as error:
+        if isinstance(error.__cause__, EOFError):
+            raise error.__cause__ from None
+        _fail("interrupted", 130)
+    if code == 130:
+        _fail("interrupted", 130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    """Unwind like Ctrl-C does (``finally`` blocks remove temporary files), then exit 143."""
+    _fail("terminated (SIGTERM)", 128 + signal.SIGTERM)
+
+
+def _not_a_deprecation_note(record: logging.LogRecord) -> bool:
+    return "deprecated" not in record.getMessage()
+
+
+def _silence_known_deprecation_noise() -> None:
+    """Deprecation notices of the libraries underneath (transformers, torch, datasets) that a prefcli user can do
+    nothing about: transformers' log line about ``past_key_values`` and ``FutureWarning``s announcing removals."""
+    warnings.filterwarnings("ignore", category=FutureWarning, message=r"(?s).*\bdeprecated\b")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, message=r"(?s).*\bdeprecated\b")
+    # addFilter skips a filter already there, so however often main() runs this function is added once
+    logging.getLogger("transformers.utils.generic").addFilter(_not_a_deprecation_note)

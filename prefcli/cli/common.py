@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from prefcli.progress import ProgressBar
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-def progress_bar(transient: bool = False) -> Progress:
-    """The progress bar every long loop uses (writes to stderr so stdout stays clean for pipes)."""
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err_console, transient=transient,
-    )
+def progress_bar(transient: bool = False) -> ProgressBar:
+    """The progress display every long loop uses, on stderr so stdout stays clean for pipes: a rich bar on a
+    terminal, a plain line every few seconds otherwise (see ``prefcli.progress``)."""
+    return ProgressBar(err_console, transient=transient)
 
 
 def summary_table(title: str, rows: list[tuple[str, object]]) -> Table:

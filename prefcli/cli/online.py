@@ -19,20 +19,12 @@ def run_online_command(config) -> None:
 
     api_key = judge_api_key(config.online.judging.judge_key_env)
     with progress_bar() as bar:
-        summary = run_online(config, api_key=api_key, progress=_progress_callback(bar))
+        summary = run_online(config, api_key=api_key, progress=bar.callback(status=_status))
     _print_summary(summary)
 
 
-def _progress_callback(bar):
-    tasks: dict[str, int] = {}
-
-    def update(phase: str, done: int, total: int, metrics: dict) -> None:
-        if phase not in tasks:
-            tasks[phase] = bar.add_task(phase, total=total, status="")
-        status = f"loss {metrics['loss']:.4f}" if "loss" in metrics else ""
-        bar.update(tasks[phase], completed=done, total=total, status=status)
-
-    return update
+def _status(phase: str, metrics) -> str:
+    return f"loss {metrics['loss']:.4f}" if "loss" in metrics else ""
 
 
 def _print_summary(summary: dict) -> None:

@@ -15,6 +15,7 @@ import typer
 
 from prefcli.cli.common import console, err_console, progress_bar, renamed_flag, summary_table
 from prefcli.errors import ConfigError
+from prefcli.eval.paths import check_output_file
 
 app = typer.Typer(help="Turn public preference datasets into prefcli records (JSONL with a .meta.json sidecar).",
                   no_args_is_help=True)
@@ -28,7 +29,8 @@ def _input_option():
 
 
 def _output_option():
-    return typer.Option(..., "--output", "-o", help="JSONL file to write (atomically), with <output>.meta.json.")
+    return typer.Option(..., "--output", "-o", help="JSONL file to write (atomically), with <output>.meta.json; "
+                                                    "gzip-compressed when the name ends in .gz.")
 
 
 def _seed_option():
@@ -49,8 +51,8 @@ def _input_format_option():
 
 
 def _workers_option():
-    return typer.Option(0, "--workers", min=0, help="Worker processes for a .jsonl input (0: auto = one per core but one, at "
-                                                    "most 8, with 4+ cores and 64+ MB; else 1). Same output bytes.")
+    return typer.Option(None, "--workers", hidden=True,
+                        help="Deprecated, has no effect: prepare runs in one process (worker processes were slower).")
 
 
 def _split_option(default: str | None):
@@ -69,25 +71,23 @@ def _command_line(name: str, options: dict) -> list[str]:
 
 def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed: int | None,
              limit: int | None, skip_invalid: bool, input_format: str, split: str | None,
-             workers: int = 1, make_writer: Callable | None = None) -> None:
+             workers: int | None = None, make_writer: Callable | None = None) -> None:
     """Run one prepare command; ``flags`` are its own options, recorded in the sidecar beside the shared ones."""
     options = {"--input": input, "--output": str(output), "--input-format": input_format, "--split": split,
                "--seed": seed, "--limit": limit, "--skip-invalid": skip_invalid, **flags}
-    from prefcli.data.parallel import auto_workers
     from prefcli.data.readers import open_source
-    from prefcli.data.runner import run_prepare
-    from prefcli.data.sidecar import write_sidecar
+    from prefcli.data.runner import RecordWriter, run_prepare
+    from prefcli.data.sidecar import sidecar_path, write_sidecar
 
+    if workers is not None:
+        err_console.print("[yellow]warning:[/yellow] --workers is deprecated and has no effect (prepare runs in one "
+                          "process)", highlight=False)
+    check_output_file(output, inputs={"--input": input})
+    check_output_file(sidecar_path(output), flag="--output's sidecar")
     source = open_source(input, input_format=input_format, split=split)
-    if output.is_dir():
-        raise ConfigError(f"--output {output} is a directory; name a .jsonl file")
-    if source.path is not None and output.resolve() == source.path.resolve():
-        raise ConfigError(f"--output {output} is the input file; write to another path")
     in_megabytes = source.unit == "bytes"
     scale = 1 / 1e6 if in_megabytes else 1
-    progress = progress_bar()
-    progress.disable = not err_console.is_terminal  # no bar frames in logs, and an error stays one line
-    with progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"prepare {name}" + (" (MB)" if in_megabytes else ""),
                                  total=source.total * scale if source.total else None, status="")
 
@@ -95,13 +95,11 @@ def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed:
             progress.update(task, completed=position * scale, status=f"{rows:,} rows")
 
         result = run_prepare(source, convert, output, limit=limit, skip_invalid=skip_invalid,
-                             make_writer=make_writer, on_progress=on_progress,
-                             workers=workers or auto_workers(source))
+                             make_writer=make_writer or RecordWriter, on_progress=on_progress)
     config = {key.lstrip("-").replace("-", "_"): value for key, value in options.items()}
     write_sidecar(output, config=config, seed=seed, inputs={input: result.input_checksum},
                   counts=result.counts(), skipped=dict(result.skipped), argv=_command_line(name, options))
     console.print(summary_table(f"prefcli prepare {name} → {output}", result.summary_rows()))
-
 
 
 @app.command("nectar")
@@ -127,7 +125,7 @@ def nectar(
     limit: int | None = _limit_option(),
     input_format: InputFormat = _input_format_option(),
     split: str | None = _split_option("train"),
-    workers: int = _workers_option(),
+    workers: int | None = _workers_option(),
 ) -> None:
     """Nectar (ranked answers) → records: rank 1 chosen, next --skip-ranks dropped, the rest candidates.
 
@@ -161,7 +159,7 @@ def ultrafeedback(
     limit: int | None = _limit_option(),
     input_format: InputFormat = _input_format_option(),
     split: str | None = _split_option("train_prefs"),
-    workers: int = _workers_option(),
+    workers: int | None = _workers_option(),
 ) -> None:
     """UltraFeedback-binarized (chosen/rejected message lists + scores) → pair records.
 
@@ -169,8 +167,12 @@ def ultrafeedback(
     """
     from prefcli.data.ultrafeedback import ultrafeedback_converter
 
+    try:
+        convert = ultrafeedback_converter(format, min_score_gap)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     flags = {"--format": format, "--min-score-gap": min_score_gap}
-    _prepare("ultrafeedback", input=input, output=output, convert=ultrafeedback_converter(format, min_score_gap), flags=flags,
+    _prepare("ultrafeedback", input=input, output=output, convert=convert, flags=flags,
              seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
              workers=workers)
 
@@ -190,7 +192,7 @@ def pairs(
     limit: int | None = _limit_option(),
     input_format: InputFormat = _input_format_option(),
     split: str | None = _split_option("train"),
-    workers: int = _workers_option(),
+    workers: int | None = _workers_option(),
 ) -> None:
     """Any pair dataset → pair records, by naming its prompt / chosen / rejected fields.
 
@@ -222,7 +224,7 @@ def unpair(
     skip_invalid: bool = _skip_invalid_option(),
     limit: int | None = _limit_option(),
     input_format: InputFormat = _input_format_option(),
-    workers: int = _workers_option(),
+    workers: int | None = _workers_option(),
 ) -> None:
     """Pair or candidate records → unpaired records (label true/false), e.g. for KTO or unpaired AOT.
 
@@ -235,8 +237,8 @@ def unpair(
     if pairing == "shuffle":
         spool_dir = output.resolve().parent
 
-        def make_writer(path):
-            return ShuffledPairingWriter(path, seed, spool_dir)
+        def make_writer(path, compress):
+            return ShuffledPairingWriter(path, compress, seed, spool_dir)
 
     negatives = renamed_flag(negatives, unpaired_negatives, "--negatives", "--unpaired-negatives") or "one"
     flags = {"--unpaired-negatives": negatives, "--pairing": pairing}
@@ -257,7 +259,7 @@ def noise(
     skip_invalid: bool = _skip_invalid_option(),
     limit: int | None = _limit_option(),
     input_format: InputFormat = _input_format_option(),
-    workers: int = _workers_option(),
+    workers: int | None = _workers_option(),
 ) -> None:
     """MC-PO noise injection: add a candidate made by swapping two random words of the chosen answer.
 

@@ -32,15 +32,7 @@ def judge_api_key(judge_key_env: str | None) -> str | None:
 
 def generation_progress(bar):
     """A ``progress(phase, done, total)`` callback drawing one bar per phase."""
-    tasks: dict[str, int] = {}
-    labels = {"generate": "sampling", "judge": "ranking (judge calls)"}
-
-    def update(phase: str, done: int, total: int) -> None:
-        if phase not in tasks:
-            tasks[phase] = bar.add_task(labels.get(phase, phase), total=total, status="")
-        bar.update(tasks[phase], completed=done, total=total)
-
-    return update
+    return bar.callback({"generate": "sampling", "judge": "ranking (judge calls)"})
 
 
 def register(prepare_app: typer.Typer) -> None:

@@ -18,20 +18,14 @@ EXAMPLE = "prefcli train --model ./sft --data nectar.jsonl --loss mcpo --negativ
 _ONLINE_PANEL = "Online (--online: OnMC-PO / online DPO)"
 
 
-def _progress_callback(bar):
-    tasks: dict[str, int] = {}
+PHASE_LABELS = {"reference": "reference log-probs", "tokenize": "tokenize", "read": "read data (MB)",
+                "train": "train"}
 
-    def update(phase: str, done: int, total: int, metrics: dict) -> None:
-        if phase not in tasks:
-            label = "reference log-probs" if phase == "reference" else "train"
-            tasks[phase] = bar.add_task(label, total=total, status="")
-        status = ""
-        if phase == "train":
-            status = f"loss {metrics['loss']:.4f} · {metrics['examples_per_s']:.1f} ex/s"
 
-        bar.update(tasks[phase], completed=done, total=total, status=status)
-
-    return update
+def _status(phase: str, metrics) -> str:
+    if phase == "train" and "loss" in metrics:
+        return f"loss {metrics['loss']:.4f} · {metrics['examples_per_s']:.1f} ex/s"
+    return ""
 
 
 _CONFIG_OPTION = inspect.Parameter(
@@ -57,7 +51,7 @@ def register(app: typer.Typer) -> None:
             train(config)
             return
         with progress_bar() as bar:
-            summary = train(config, progress=_progress_callback(bar))
+            summary = train(config, progress=bar.callback(PHASE_LABELS, _status))
         _print_summary(summary)
 
 
@@ -88,7 +82,8 @@ def options_flag(name: str) -> str:
 def _print_summary(summary: dict) -> None:
     truncated = summary["truncated_examples"]
     if truncated:
-        err_console.print(f"[yellow]note:[/yellow] {truncated} of {summary['examples']} examples were truncated "
+        checked = summary.get("examples_checked", summary["examples"])
+        err_console.print(f"[yellow]note:[/yellow] {truncated} of {checked} examples used were truncated "
                           f"({summary['truncated_prompts']} prompts cut from the left, "
                           f"{summary['truncated_completions']} completions cut at the end)")
     rows = [

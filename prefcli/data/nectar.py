@@ -28,7 +28,7 @@ from typing import Any
 
 from prefcli.data.records import RecordError, normalize_prompt
 from prefcli.data.runner import Converter, InvalidRow, SkipRow
-from prefcli.data.seeding import draw_index
+from prefcli.data.seeding import index_drawer
 from prefcli.data.transforms import NEGATIVES, unpaired_record
 
 FORMATS = ("candidates", "pairs", "unpaired")
@@ -36,6 +36,7 @@ _TURN = re.compile(r"\n\n(Human|Assistant):")
 _ROLES = {"Human": "user", "Assistant": "assistant"}
 _SCALAR_TYPES = frozenset((str, int, float, bool, type(None)))
 _RANK_TYPES = frozenset((int, float))
+_INFINITY, _NEGATIVE_INFINITY = float("inf"), float("-inf")
 
 
 @dataclass(frozen=True)
@@ -138,24 +139,31 @@ def _answers(row: dict) -> list[tuple[Any, int, str, Any]]:
     """Validated answers as ``(rank, position, text, model)``, best first: tuples sort by rank, then by position
     (unique), so ties keep the row's order and the text is never compared."""
     answers = row.get("answers")
-    if type(answers) is not list:
-        if answers is None:
-            raise InvalidRow("answers", "missing", "missing answers")
-        raise InvalidRow("answers", f"must be a list, got {type(answers).__name__}", "mistyped answers")
-    if not answers:
-        raise InvalidRow("answers", "is empty (no answers)", "no answers")
+    if type(answers) is not list or not answers:
+        _explain_bad_answers(answers)
     entries = []
     append = entries.append
     for position, answer in enumerate(answers):
-        if type(answer) is dict:
-            text, rank, model = answer.get("answer"), answer.get("rank"), answer.get("model")
-            if (type(text) is str and text and not text.isspace() and type(rank) in _RANK_TYPES and rank == rank
-                    and (model is None or type(model) is str)):
-                append((rank, position, text, model))
-                continue
-        _explain_bad_answer(position, answer)
+        try:
+            text, rank, model = answer["answer"], answer["rank"], answer.get("model")
+        except (KeyError, TypeError, AttributeError):
+            _explain_bad_answer(position, answer)
+        if (type(text) is not str or not text or text.isspace() or type(rank) not in _RANK_TYPES
+                or not _NEGATIVE_INFINITY < rank < _INFINITY or (model is not None and type(model) is not str)
+                or type(answer) is not dict):
+            _explain_bad_answer(position, answer)
+        append((rank, position, text, model))
     entries.sort()
     return entries
+
+
+def _explain_bad_answers(answers) -> None:
+    """Raise the ``InvalidRow`` that says what is wrong with the row's ``answers``."""
+    if answers is None:
+        raise InvalidRow("answers", "missing", "missing answers")
+    if type(answers) is not list:
+        raise InvalidRow("answers", f"must be a list, got {type(answers).__name__}", "mistyped answers")
+    raise InvalidRow("answers", "is empty (no answers)", "no answers")
 
 
 def _explain_bad_answer(position: int, answer) -> None:
@@ -172,15 +180,18 @@ def _explain_bad_answer(position: int, answer) -> None:
         raise InvalidRow(f"{where}.answer", "is empty", "empty answer")
     if rank is None:
         raise InvalidRow(f"{where}.rank", "missing", "missing answers[].rank")
-    if type(rank) not in _RANK_TYPES or rank != rank:
+    if type(rank) not in _RANK_TYPES:
         raise InvalidRow(f"{where}.rank", f"must be a number, got {rank!r}", "mistyped answers[].rank")
+    if not _NEGATIVE_INFINITY < rank < _INFINITY:
+        raise InvalidRow(f"{where}.rank", f"must be a finite number, got {rank!r}", "mistyped answers[].rank")
     raise InvalidRow(f"{where}.model", "must be a string", "mistyped answers[].model")
 
 
 def nectar_converter(options: NectarOptions) -> Converter:
     """A converter (see ``prefcli.data.runner``) turning one Nectar row into records."""
     skip, max_candidates, min_candidates = options.skip_ranks, options.max_candidates, options.min_candidates
-    fmt, negatives, seed = options.format, options.negatives, options.seed
+    fmt, negatives = options.format, options.negatives
+    draw = index_drawer(options.seed, "rejected")
     known = ("prompt", "answers", "id")
 
     def convert(row, location: int) -> list[dict]:
@@ -195,7 +206,7 @@ def nectar_converter(options: NectarOptions) -> Converter:
             raise SkipRow("too few answers")
         dropped = entries[1:1 + skip] + pool[len(candidates):]
         record_id = row_id(row, location)
-        pick = draw_index(seed, "rejected", location, len(candidates))
+        pick = draw(location, len(candidates))
         rejected = candidates[pick]
         extras = row_extras(row, known)
         if fmt == "unpaired":
@@ -210,13 +221,13 @@ def nectar_converter(options: NectarOptions) -> Converter:
         meta = extras
         meta["chosen_model"], meta["chosen_rank"] = chosen[3], chosen[0]
         meta["rejected_model"], meta["rejected_rank"], meta["rejected_index"] = rejected[3], rejected[0], pick
-        meta["candidate_models"] = [entry[3] for entry in candidates]
-        meta["candidate_ranks"] = [entry[0] for entry in candidates]
+        ranks, _, texts, models = zip(*candidates)
+        meta["candidate_models"], meta["candidate_ranks"] = list(models), list(ranks)
         meta["dropped_models"] = [entry[3] for entry in dropped]
         meta["dropped_ranks"] = [entry[0] for entry in dropped]
         record = {"id": record_id, "prompt": prompt, "chosen": chosen[2], "rejected": rejected[2]}
         if fmt == "candidates":
-            record["candidates"] = [entry[2] for entry in candidates]
+            record["candidates"] = list(texts)
         record["meta"] = meta
         return [record]
 

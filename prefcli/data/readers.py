@@ -1,17 +1,26 @@
-"""Stream rows from any input a user can name: a .jsonl (or .jsonl.gz) file, a .json file (an array or JSON
-Lines), a .parquet file, a directory written by ``datasets.save_to_disk``, or a Hugging Face hub id.
+"""The one reader of rows: a .jsonl (or .jsonl.gz) file, a .json file (an array or JSON Lines), a .parquet file, a
+directory written by ``datasets.save_to_disk``, or a Hugging Face hub id.
 
 Nothing is loaded whole: JSON Lines are read line by line, JSON arrays element by element, Parquet by record
 batch, ``save_to_disk`` directories through their memory-mapped Arrow files and hub datasets with
 ``streaming=True``. Each row comes with its location (the line number in a text file, the 1-based row number
-otherwise) so errors can say ``PATH:LINE``.
+otherwise) so errors can say ``PATH:LINE``. Local text files are hashed (sha256) as they are read, so the input
+checksum a sidecar records costs no second pass over the file.
+
+Bad bytes never escape as tracebacks: invalid JSON, non-UTF-8 bytes and the constants JSON does not have
+(``NaN``, ``Infinity``) give a ``BadJSON`` row (``prepare --skip-invalid`` can count it) or, through
+:func:`iter_rows`, a ``DataError`` naming the line; a truncated or corrupt ``.gz`` file is a ``DataError``.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import hashlib
+import io
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +28,15 @@ from typing import Any
 
 import orjson
 
+from prefcli.data.sidecar import file_checksum, hash_file_into
 from prefcli.errors import DataError
+from prefcli.hub import looks_like_hub_id
 
 INPUT_FORMATS = ("auto", "jsonl", "json", "parquet", "disk", "hub")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CHUNK = 1 << 20
 _BATCH = 1024
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,9 @@ class BadJSON:
 
 @dataclass
 class RowSource:
-    """An opened input: iterate ``rows()`` for ``(location, row)``; ``position`` advances in ``unit`` towards
-    ``total`` (bytes of a local text file, rows otherwise; ``total`` is None when unknown)."""
+    """An opened input: iterate ``rows()`` for ``(location, row)``. ``position`` advances in ``unit`` towards
+    ``total`` (bytes of a local file, rows otherwise; ``total`` is None when unknown). ``checksum()`` is the
+    input's ``sha256:…`` (``hub:<id>`` for a hub dataset)."""
 
     name: str
     kind: str
@@ -47,18 +59,60 @@ class RowSource:
     total: int | None
     unit: str
     _rows: Callable[[RowSource], Iterator[tuple[int, Any]]] = field(repr=False)
-    position: int = 0
+    _reader: _HashingReader | None = field(default=None, repr=False)
+    _rows_read: int = 0
 
     def rows(self) -> Iterator[tuple[int, Any]]:
+        if self.path is not None and self.unit == "bytes":
+            self._reader = _HashingReader(self.path)
         return self._rows(self)
 
+    @property
+    def position(self) -> int:
+        return self._reader.consumed if self._reader is not None else self._rows_read
 
-def _looks_like_hub_id(spec: str) -> bool:
-    return bool(_HUB_ID.match(spec)) and Path(spec).suffix.lower() not in (*_SUFFIXES, ".gz")
+    def checksum(self) -> str:
+        if self.path is None:
+            return f"hub:{self.name}"
+        if self._reader is not None:
+            return self._reader.finish()
+        return file_checksum(self.path)
 
 
-def detect_format(spec: str) -> str:
-    """Which reader ``spec`` needs; raises ``DataError`` for a missing file or an unknown file type."""
+class _HashingReader(io.RawIOBase):
+    """A raw binary file that feeds every byte read through it to sha256. ``finish()`` hashes what was not read
+    (after ``--limit``, or an error) and returns the file's checksum."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by close())
+        self._digest = hashlib.sha256()
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self._file.readinto(buffer)
+        if count:
+            with memoryview(buffer) as view, view[:count] as data:
+                self._digest.update(data)
+            self.consumed += count
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+    def finish(self) -> str:
+        digest = self._digest.copy()
+        hash_file_into(digest, self._path, self.consumed)
+        return f"sha256:{digest.hexdigest()}"
+
+
+def detect_format(spec: str, default: str | None = None) -> str:
+    """Which reader ``spec`` needs; raises ``DataError`` for a missing file or an unknown file type (a file whose
+    extension says nothing is read with ``default`` when one is given)."""
     path = Path(spec)
     if path.is_dir():
         if any((path / name).exists() for name in ("dataset_dict.json", "state.json", "dataset_info.json")):
@@ -68,7 +122,7 @@ def detect_format(spec: str) -> str:
         name = path.name.lower()
         if name.endswith((".jsonl.gz", ".ndjson.gz")):
             return "jsonl"
-        kind = _SUFFIXES.get(path.suffix.lower())
+        kind = _SUFFIXES.get(path.suffix.lower(), default)
         if kind is None:
             raise DataError(spec, None, f"unknown input format {path.suffix or '(no extension)'!r}: expected .jsonl, "
                                         ".jsonl.gz, .json, .parquet, a save_to_disk directory or a hub id "
@@ -76,23 +130,22 @@ def detect_format(spec: str) -> str:
         return kind
     if path.exists():
         raise DataError(spec, None, "is neither a file nor a directory")
-    if _looks_like_hub_id(spec):
+    if looks_like_hub_id(spec):
         return "hub"
     raise DataError(spec, None, "no such file or directory")
 
 
-def open_source(spec: str | Path, *, input_format: str = "auto", split: str | None = None) -> RowSource:
+def open_source(spec: str | Path, *, input_format: str = "auto", split: str | None = None,
+                default_format: str | None = None) -> RowSource:
     """Open ``spec`` for streaming. ``split`` picks a split of a hub dataset or a saved ``DatasetDict``."""
     spec = str(spec)
     if input_format not in INPUT_FORMATS:
         raise DataError(spec, None, f"unknown input format {input_format!r} (choose {', '.join(INPUT_FORMATS)})")
-    kind = detect_format(spec) if input_format == "auto" else input_format
+    kind = detect_format(spec, default_format) if input_format == "auto" else input_format
     if kind != "hub" and not Path(spec).exists():
         raise DataError(spec, None, "no such file or directory")
-    if kind == "jsonl":
-        return _jsonl_source(spec)
-    if kind == "json":
-        return _json_source(spec)
+    if kind in ("jsonl", "json"):
+        return _text_source(spec, kind)
     if kind == "parquet":
         return _parquet_source(spec)
     if kind == "disk":
@@ -100,56 +153,144 @@ def open_source(spec: str | Path, *, input_format: str = "auto", split: str | No
     return _hub_source(spec, split)
 
 
-# --- JSON Lines -------------------------------------------------------------------------------------------------
+def iter_rows(spec: str | Path, *, default_format: str | None = "jsonl") -> Iterator[tuple[int, Any]]:
+    """``(location, row)`` of a local file, strictly: the first row that is not valid JSON raises ``DataError``
+    (``PATH:LINE: invalid JSON (…)``). Blank lines are skipped."""
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(path, None, "no such file")
+    source = open_source(path, default_format=default_format)
+    for location, row in source.rows():
+        if type(row) is BadJSON:
+            raise DataError(path, location, row.message)
+        yield location, row
 
-def _jsonl_source(spec: str) -> RowSource:
+
+# --- JSON Lines and JSON arrays ----------------------------------------------------------------------------------
+
+def _text_source(spec: str, kind: str) -> RowSource:
     path = Path(spec)
     gzipped = path.name.lower().endswith(".gz")
-    return RowSource(spec, "jsonl.gz" if gzipped else "jsonl", path, None if gzipped else path.stat().st_size,
-                     "rows" if gzipped else "bytes", _iter_jsonl)
+    if kind == "json" and not gzipped:
+        with path.open("rb") as handle:
+            if handle.read(4096).lstrip(_BOM + b" \t\r\n").startswith(b"["):
+                return RowSource(spec, "json", path, path.stat().st_size, "bytes", _iter_json_array)
+    return RowSource(spec, "jsonl.gz" if gzipped else "jsonl", path, path.stat().st_size, "bytes", _iter_jsonl)
 
 
 def _iter_jsonl(source: RowSource) -> Iterator[tuple[int, Any]]:
-    gzipped = source.kind == "jsonl.gz"
+    buffered = io.BufferedReader(source._reader, _CHUNK)
+    handle = gzip.GzipFile(fileobj=buffered, mode="rb") if source.kind == "jsonl.gz" else buffered
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    with (gzip.open(source.path, "rb") if gzipped else open(source.path, "rb", buffering=_CHUNK)) as handle:
-        for line_number, line in enumerate(handle, 1):
-            source.position += 1 if gzipped else len(line)
-            if line_number == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
+    line_number = 0
+    with handle, buffered:
+        try:
+            for line in handle:
+                line_number += 1
+                try:
+                    yield line_number, loads(line)
+                except decode_error as error:
+                    if line_number == 1 and line.startswith(_BOM):
+                        yield from _retry_without_bom(line)
+                    elif line.strip():
+                        yield line_number, BadJSON(_json_problem(line, error.msg))
+        except (EOFError, OSError, zlib.error) as error:  # gzip: truncated, not gzip, corrupt
+            raise DataError(source.name, line_number + 1, _read_problem(error, source.kind)) from None
+
+
+def decode_line(line: bytes) -> Any:
+    """One JSON Lines line → its value, or a ``BadJSON`` saying what is wrong (bad UTF-8, NaN / Infinity, syntax),
+    for readers that seek to single lines (``_iter_jsonl`` inlines the same for speed)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        return BadJSON(_json_problem(line, error.msg))
+
+
+def _retry_without_bom(line: bytes) -> Iterator[tuple[int, Any]]:
+    try:
+        yield 1, orjson.loads(line[3:])
+    except orjson.JSONDecodeError as error:
+        if line[3:].strip():
+            yield 1, BadJSON(_json_problem(line[3:], error.msg))
+
+
+def _read_problem(error: BaseException, kind: str) -> str:
+    if kind != "jsonl.gz":
+        return f"cannot read the file ({_first_line(error)})"
+    if isinstance(error, EOFError):
+        return "unreadable gzip data (the file is truncated)"
+    if isinstance(error, gzip.BadGzipFile):
+        return "unreadable gzip data (not a gzip file)"
+    return f"unreadable gzip data ({_first_line(error)})"
+
+
+def _json_problem(line: bytes, message: str) -> str:
+    """The message for a line orjson refused: a precise one for bad UTF-8 and for NaN / Infinity."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"not valid UTF-8 (byte 0x{line[error.start]:02x} at byte {error.start + 1} of the line)"
+    for constant in ("NaN", "Infinity"):
+        if constant.encode() in line:
             try:
-                yield line_number, loads(line)
-            except decode_error as error:
-                if not line.strip():
-                    continue
-                yield line_number, BadJSON(f"invalid JSON ({error.msg})")
+                json.loads(line, parse_constant=_refuse_constant)
+            except _NonStandardConstant as refused:
+                return f"invalid JSON ({refused} is not a JSON number)"
+            except ValueError:
+                break
+    return f"invalid JSON ({message})"
 
 
-# --- JSON (an array, or JSON Lines under a .json name) ----------------------------------------------------------
+class _NonStandardConstant(ValueError):
+    pass
 
-def _json_source(spec: str) -> RowSource:
-    path = Path(spec)
-    with path.open("rb") as handle:
-        head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not head.startswith(b"["):
-        return RowSource(spec, "jsonl", path, path.stat().st_size, "bytes", _iter_jsonl)
-    return RowSource(spec, "json", path, path.stat().st_size, "bytes", _iter_json_array)
+
+class _NotUTF8(Exception):
+    def __init__(self, line: int, byte: int):
+        super().__init__(line, byte)
+        self.line, self.byte = line, byte
+
+
+_STRING_OR_CONSTANT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+
+
+def _constant_position(text: str, start: int) -> int:
+    """Where the first NaN / Infinity outside a string lies in ``text`` from ``start``."""
+    for match in _STRING_OR_CONSTANT.finditer(text, start):
+        if match.group(1):
+            return match.start()
+    return start
+
+
+def _refuse_constant(name: str):
+    raise _NonStandardConstant(name)
 
 
 def _iter_json_array(source: RowSource) -> Iterator[tuple[int, Any]]:
     """Decode a top-level JSON array one element at a time with ``JSONDecoder.raw_decode`` on a sliding buffer,
-    so memory holds one element plus a chunk. ``position`` counts characters (≈ bytes)."""
-    decoder = json.JSONDecoder()
-    with source.path.open(encoding="utf-8-sig") as handle:
-        buffer, pos, eof, line = "", 0, False, 1
+    so memory holds one element plus a chunk."""
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    with io.BufferedReader(source._reader, _CHUNK) as handle:
+        buffer, pos, eof, line, first_chunk = "", 0, False, 1, True
 
         def refill() -> bool:
-            nonlocal buffer, pos, eof
-            chunk = handle.read(_CHUNK)
-            if not chunk:
+            nonlocal buffer, pos, eof, first_chunk
+            data = handle.read(_CHUNK)
+            if not data:
                 eof = True
+                utf8.decode(b"", final=True)
                 return False
-            buffer = buffer[pos:] + chunk
+            if first_chunk and data.startswith(_BOM):
+                data = data[3:]
+            first_chunk = False
+            try:
+                text = utf8.decode(data)
+            except UnicodeDecodeError as error:
+                bad_line = line + buffer.count("\n", pos) + error.object[:error.start].count(b"\n")
+                raise _NotUTF8(bad_line, error.object[error.start]) from None
+            buffer = buffer[pos:] + text
             pos = 0
             return True
 
@@ -164,48 +305,55 @@ def _iter_json_array(source: RowSource) -> Iterator[tuple[int, Any]]:
                 if not refill():
                     return None
 
-        if skip_space() != "[":
-            yield line, BadJSON("invalid JSON (expected a JSON array)", fatal=True)
-            return
-        pos += 1
-        first = True
-        while True:
-            char = skip_space()
-            if char is None:
-                yield line, BadJSON("invalid JSON (unterminated array)", fatal=True)
+        def fatal(at: int, message: str) -> tuple[int, BadJSON]:
+            return line + buffer.count("\n", pos, at), BadJSON(message, fatal=True)
+
+        try:
+            if skip_space() != "[":
+                yield line, BadJSON("invalid JSON (expected a JSON array)", fatal=True)
                 return
-            if char == "]":
-                pos += 1
-                if skip_space() is not None:
-                    yield line, BadJSON("invalid JSON (extra data after the array)", fatal=True)
-                return
-            if not first:
-                if char != ",":
-                    yield line, BadJSON("invalid JSON (expected ',' between array elements)", fatal=True)
-                    return
-                pos += 1
-                if skip_space() is None:
+            pos += 1
+            first = True
+            while True:
+                char = skip_space()
+                if char is None:
                     yield line, BadJSON("invalid JSON (unterminated array)", fatal=True)
                     return
-            first = False
-            while True:
-                try:
-                    value, end = decoder.raw_decode(buffer, pos)
-                    break
-                except json.JSONDecodeError as error:
-                    # An element cut by the chunk boundary fails at the buffer's end (or in an unterminated
-                    # string); read more and retry. Anything else is a real syntax error.
-                    near_end = error.pos >= len(buffer) - 16 or error.msg.startswith("Unterminated")
-                    if near_end and not eof and refill():
-                        continue
-                    yield line + buffer.count("\n", pos, error.pos), BadJSON(f"invalid JSON ({error.msg})",
-                                                                             fatal=True)
+                if char == "]":
+                    pos += 1
+                    if skip_space() is not None:
+                        yield line, BadJSON("invalid JSON (extra data after the array)", fatal=True)
                     return
-            start_line = line
-            line += buffer.count("\n", pos, end)
-            source.position += end - pos
-            pos = end
-            yield start_line, value
+                if not first:
+                    if char != ",":
+                        yield line, BadJSON("invalid JSON (expected ',' between array elements)", fatal=True)
+                        return
+                    pos += 1
+                    if skip_space() is None:
+                        yield line, BadJSON("invalid JSON (unterminated array)", fatal=True)
+                        return
+                first = False
+                while True:
+                    try:
+                        value, end = decoder.raw_decode(buffer, pos)
+                        break
+                    except json.JSONDecodeError as error:
+                        # An element cut by the chunk boundary fails at the buffer's end (or in an unterminated
+                        # string); read more and retry. Anything else is a real syntax error.
+                        near_end = error.pos >= len(buffer) - 16 or error.msg.startswith("Unterminated")
+                        if near_end and not eof and refill():
+                            continue
+                        yield fatal(error.pos, f"invalid JSON ({error.msg})")
+                        return
+                    except _NonStandardConstant as refused:
+                        yield fatal(_constant_position(buffer, pos), f"invalid JSON ({refused} is not a JSON number)")
+                        return
+                start_line = line
+                line += buffer.count("\n", pos, end)
+                pos = end
+                yield start_line, value
+        except _NotUTF8 as error:
+            yield error.line, BadJSON(f"not valid UTF-8 (byte 0x{error.byte:02x})", fatal=True)
 
 
 # --- Parquet, save_to_disk directories, hub ids -----------------------------------------------------------------
@@ -223,12 +371,10 @@ def _parquet_source(spec: str) -> RowSource:
 def _iter_parquet(source: RowSource) -> Iterator[tuple[int, Any]]:
     import pyarrow.parquet as pq
 
-    number = 0
     for batch in pq.ParquetFile(source.path).iter_batches(batch_size=_BATCH):
         for row in batch.to_pylist():
-            number += 1
-            source.position = number
-            yield number, row
+            source._rows_read += 1
+            yield source._rows_read, row
 
 
 def _disk_source(spec: str, split: str | None) -> RowSource:
@@ -243,12 +389,10 @@ def _disk_source(spec: str, split: str | None) -> RowSource:
     dataset = dataset.with_format("arrow")
 
     def rows(source: RowSource) -> Iterator[tuple[int, Any]]:
-        number = 0
         for table in dataset.iter(batch_size=_BATCH):
             for row in table.to_pylist():
-                number += 1
-                source.position = number
-                yield number, row
+                source._rows_read += 1
+                yield source._rows_read, row
 
     return RowSource(spec, "disk", Path(spec), len(dataset), "rows", rows)
 
@@ -272,7 +416,6 @@ def _hub_source(spec: str, split: str | None) -> RowSource:
                                     f"({type(error).__name__}: {_first_line(error)})") from None
 
     def rows(source: RowSource) -> Iterator[tuple[int, Any]]:
-        number = 0
         iterator = iter(dataset)
         while True:
             try:
@@ -280,10 +423,10 @@ def _hub_source(spec: str, split: str | None) -> RowSource:
             except StopIteration:
                 return
             except Exception as error:
-                raise DataError(spec, number + 1, f"reading from the hub failed ({_first_line(error)})") from None
-            number += 1
-            source.position = number
-            yield number, row
+                raise DataError(spec, source._rows_read + 1,
+                                f"reading from the hub failed ({_first_line(error)})") from None
+            source._rows_read += 1
+            yield source._rows_read, row
 
     return RowSource(spec, "hub", None, None, "rows", rows)
 

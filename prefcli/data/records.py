@@ -1,7 +1,7 @@
 """The record contract shared by ``prepare``, ``train`` and users' scripts (see the design's "Records").
 
 One JSON object per line. ``prompt`` is a list of chat messages (a plain string means one user turn);
-completions are strings.
+completions are strings; ``id`` is optional (a record without one is named by its line number, as TRL needs no id).
 
 | kind       | fields                                                                   |
 |------------|--------------------------------------------------------------------------|
@@ -14,10 +14,10 @@ Records are plain dicts: they are read and written by the million, and a dict is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from prefcli.data.readers import iter_rows
 from prefcli.errors import DataError
 
 ROLES = ("system", "user", "assistant")
@@ -73,15 +73,16 @@ def record_kind(record: dict) -> str:
     raise RecordError("rejected", "missing: a record needs rejected, candidates, or completion + label")
 
 
-def validate_record(record) -> dict:
-    """Check ``record`` against the contract and return it normalized (prompt as messages, meta present).
+def validate_record(record, location: int | None = None) -> dict:
+    """Check ``record`` against the contract and return it normalized (prompt as messages, meta present; a
+    missing ``id`` becomes ``location``, the record's line number).
 
     Raises ``RecordError`` naming the first offending field.
     """
     if not isinstance(record, dict):
         raise RecordError("record", "must be a JSON object")
     kind = record_kind(record)
-    out = {"id": record.get("id"), "prompt": normalize_prompt(record.get("prompt"))}
+    out = {"id": record.get("id", location), "prompt": normalize_prompt(record.get("prompt"))}
     if out["id"] is None:
         raise RecordError("id", "missing")
     if kind == "unpaired":
@@ -109,23 +110,16 @@ def validate_record(record) -> dict:
 
 
 def iter_numbered_records(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Stream ``(line_number, record)`` from a JSONL file, each validated; the first bad line raises
-    ``DataError`` (path:line: field)."""
+    """Stream ``(line_number, record)`` from a JSONL file (or any file ``prefcli.data.readers`` reads), each
+    validated; the first bad line raises ``DataError`` (path:line: field)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, "no such file")
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(path, line_number, f"invalid JSON ({error.msg})") from None
-            try:
-                yield line_number, validate_record(raw)
-            except RecordError as error:
-                raise DataError(path, line_number, str(error), field=error.field) from None
+    for line_number, raw in iter_rows(path):
+        try:
+            yield line_number, validate_record(raw, line_number)
+        except RecordError as error:
+            raise DataError(path, line_number, str(error), field=error.field) from None
 
 
 def read_records(path: str | Path, limit: int | None = None) -> Iterator[dict]:

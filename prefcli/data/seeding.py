@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 
 
 def row_hash(seed: int, purpose: str, key: int | str) -> int:
@@ -19,9 +20,19 @@ def row_hash(seed: int, purpose: str, key: int | str) -> int:
 
 def draw_index(seed: int, purpose: str, key: int | str, n: int) -> int:
     """One index drawn uniformly from ``range(n)`` (``hash mod n``; the bias is at most n / 2**64)."""
-    if n <= 0:
-        raise ValueError("cannot draw from an empty range")
-    return row_hash(seed, purpose, key) % n
+    return index_drawer(seed, purpose)(key, n)
+
+
+def index_drawer(seed: int, purpose: str) -> Callable[[int | str, int], int]:
+    """``draw(key, n)`` = ``draw_index(seed, purpose, key, n)``, for loops that draw once per row."""
+    prefix, blake2b, from_bytes = f"{seed}:{purpose}:", hashlib.blake2b, int.from_bytes
+
+    def draw(key: int | str, n: int) -> int:
+        if n <= 0:
+            raise ValueError("cannot draw from an empty range")
+        return from_bytes(blake2b(f"{prefix}{key}".encode(), digest_size=8).digest(), "big") % n
+
+    return draw
 
 
 def row_random(seed: int, purpose: str, key: int | str) -> random.Random:

@@ -3,8 +3,11 @@
 * Unpairing (AOT, Melnyk et al., NeurIPS 2024, "paired vs unpaired"): a pair or candidate set becomes one
   desirable record (``label: true``, the chosen completion) and one or all undesirable records (``label: false``).
 * Noise injection (MC-PO, arXiv 2502.04567, Sec. 5 "robustness to noisy candidates"): a candidate made by
-  swapping two random tokens of the chosen completion, so it is syntactically close to the chosen one. Plain
-  MC-PO gets it as one more candidate; DPO(noise) uses it as ``rejected``. Tokens are whitespace-separated words:
+  swapping two random tokens of the chosen completion, so it is syntactically close to the chosen one. It is
+  appended to the candidates (MC-PO then picks among them), and ``rejected`` is redrawn uniformly from the
+  augmented candidates, as the paper's DPO baseline under noise does (Table 2, "DPO": sometimes the noise,
+  sometimes a real answer); DPO(noise) (``--as-rejected``) always uses the noise sample. Tokens are
+  whitespace-separated words:
   the text is split on runs of whitespace, two words at different positions (and with different text) trade
   places, and every whitespace run stays where it was.
 """
@@ -64,10 +67,10 @@ def one_sided(records: list[dict], seed: int, key) -> list[dict]:
     return [record for record in records if record["label"] is keep_desirable]
 
 
-def validated_pair_or_candidates(row) -> dict:
+def validated_pair_or_candidates(row, location: int) -> dict:
     """Validate a record read back from a prefcli file; unpaired records cannot be unpaired or noised again."""
     try:
-        record = validate_record(row)
+        record = validate_record(row, location)
         kind = record_kind(record)
     except RecordError as error:
         reason = "not an object" if error.field == "record" else f"invalid {error.field.split('[')[0]}"
@@ -105,7 +108,10 @@ def add_noise(record: dict, *, as_rejected: bool, seed: int, key) -> dict:
     """MC-PO noise injection on a validated pair/candidate record.
 
     The noise sample (two tokens of ``chosen`` swapped) is appended to ``candidates`` (a pair without candidates
-    gets ``[rejected, noise]``); with ``as_rejected`` (DPO(noise)) it also becomes ``rejected``.
+    gets ``[rejected, noise]``). ``rejected`` is then the noise sample (``as_rejected``, DPO(noise)) or a seeded
+    uniform draw from the augmented candidates (the DPO baseline under noise), so DPO on either file sees the
+    noise. ``meta.rejected_index`` says which candidate ``rejected`` is, ``meta.rejected_is_noise`` whether it is
+    the noise sample.
     """
     swapped = swap_two_tokens(record["chosen"], row_random(seed, "noise", key))
     if swapped is None:
@@ -113,14 +119,12 @@ def add_noise(record: dict, *, as_rejected: bool, seed: int, key) -> dict:
     noise, positions = swapped
     candidates = list(record.get("candidates") or ([record["rejected"]] if "rejected" in record else []))
     candidates.append(noise)
-    out = {"id": record["id"], "prompt": record["prompt"], "chosen": record["chosen"]}
-    if as_rejected:
-        out["rejected"] = noise
-    elif "rejected" in record:
-        out["rejected"] = record["rejected"]
-    out["candidates"] = candidates
-    out["meta"] = {**record["meta"], "noise_index": len(candidates) - 1, "noise_swapped_words": list(positions),
-                   "rejected_is_noise": as_rejected}
+    noise_index = len(candidates) - 1
+    pick = noise_index if as_rejected else draw_index(seed, "noise-rejected", key, len(candidates))
+    out = {"id": record["id"], "prompt": record["prompt"], "chosen": record["chosen"],
+           "rejected": candidates[pick], "candidates": candidates,
+           "meta": {**record["meta"], "noise_index": noise_index, "noise_swapped_words": list(positions),
+                    "rejected_index": pick, "rejected_is_noise": pick == noise_index}}
     return out
 
 
@@ -130,7 +134,7 @@ def unpair_converter(negatives: str = "one", pairing: str = "keep", seed: int = 
         raise ValueError(f"negatives must be one of {NEGATIVES} and pairing one of {PAIRINGS}")
 
     def convert(row, location: int) -> list[dict]:
-        records = unpair_record(validated_pair_or_candidates(row), negatives, seed, location)
+        records = unpair_record(validated_pair_or_candidates(row, location), negatives, seed, location)
         return one_sided(records, seed, location) if pairing == "one-sided" else records
 
     return convert
@@ -140,6 +144,7 @@ def noise_converter(as_rejected: bool = False, seed: int = 0) -> Converter:
     """A converter for ``prefcli prepare noise``."""
 
     def convert(row, location: int) -> list[dict]:
-        return [add_noise(validated_pair_or_candidates(row), as_rejected=as_rejected, seed=seed, key=location)]
+        return [add_noise(validated_pair_or_candidates(row, location), as_rejected=as_rejected, seed=seed,
+                          key=location)]
 
     return convert

@@ -7,6 +7,8 @@ The record's ``id`` is ``prompt_id`` (else the row's location); ``meta`` keeps b
 
 from __future__ import annotations
 
+import math
+
 from prefcli.data.pairs import FORMATS, PairFields, pair_parts, pair_records
 from prefcli.data.runner import Converter, InvalidRow, SkipRow
 
@@ -15,10 +17,11 @@ FIELDS = PairFields(prompt="prompt", chosen="chosen", rejected="rejected", id="p
 
 def _score(row: dict, field: str) -> float:
     value = row.get(field)
-    if type(value) not in (int, float) or value != value:
+    if type(value) not in (int, float) or not math.isfinite(value):
         if value is None:
             raise InvalidRow(field, "missing", f"missing {field}")
-        raise InvalidRow(field, f"must be a number, got {value!r}", f"mistyped {field}")
+        what = "a finite number" if type(value) in (int, float) else "a number"
+        raise InvalidRow(field, f"must be {what}, got {value!r}", f"mistyped {field}")
     return value
 
 
@@ -27,6 +30,8 @@ def ultrafeedback_converter(fmt: str = "pairs", min_score_gap: float | None = No
     ``min_score_gap`` are skipped (counted)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
+    if min_score_gap is not None and not math.isfinite(min_score_gap):
+        raise ValueError(f"--min-score-gap must be a finite number, got {min_score_gap}")
 
     def convert(row, location: int) -> list[dict]:
         prompt, chosen, rejected = pair_parts(row, FIELDS)

@@ -36,6 +36,7 @@ from prefcli.eval.protocols import Protocol, load_protocol
 from prefcli.eval.run import JudgmentResult, judge_all_async, judgment_rows, plan_judgments, summarize
 from prefcli.eval.store import JudgmentStore, acquire_store_lock
 from prefcli.eval.usage import usage_summary
+from prefcli.hub import looks_like_hub_id
 
 PROTOCOL_VERSIONS = {"v0.1": "arena", "v2.0": "arena-v2"}
 
@@ -305,7 +306,7 @@ def _load_instructions(instructions: str | None, protocol: Protocol, *, need: bo
             raise ConfigError(f"--instructions FILE is required (protocol {protocol.name} names no public set)")
         return [items_lib.Instruction(row["instruction"])
                 for row in items_lib.load_hub_rows(protocol.instructions_hub, "instructions")]
-    if Path(instructions).exists() or not _looks_like_hub_id(instructions):
+    if Path(instructions).exists() or not looks_like_hub_id(instructions):
         return items_lib.read_instruction_rows(instructions)
     return [items_lib.Instruction(row["instruction"]) for row in
             items_lib.load_hub_rows({"id": instructions, "split": "train"}, "instructions")]
@@ -314,7 +315,7 @@ def _load_instructions(instructions: str | None, protocol: Protocol, *, need: bo
 def _load_reference(reference: str | None, protocol: Protocol) -> tuple[dict, str]:
     if reference is not None and Path(reference).is_dir():
         return items_lib.read_category_references(reference, protocol.baselines), str(reference)
-    if reference is not None and (Path(reference).exists() or not _looks_like_hub_id(reference)):
+    if reference is not None and (Path(reference).exists() or not looks_like_hub_id(reference)):
         check_utf8(reference)
         return items_lib.read_outputs(reference), str(reference)
     spec = {"id": reference, "split": "train"} if reference is not None else protocol.reference_hub
@@ -325,7 +326,3 @@ def _load_reference(reference: str | None, protocol: Protocol) -> tuple[dict, st
         raise ConfigError(f"{spec['id']}: rows have no 'output' field; pass --reference FILE")
     return {row["instruction"]: (row["output"], str(row["generator"])) for row in rows}, spec["id"]
 
-
-def _looks_like_hub_id(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.endswith((".json", ".jsonl"))

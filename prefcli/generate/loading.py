@@ -4,13 +4,12 @@ load it for inference. Generation and the lm-eval harness both start here."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from prefcli.errors import ConfigError, PrefcliError
+from prefcli.hub import looks_like_hub_id
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
 
 
@@ -35,7 +34,7 @@ def resolve_model(model_path: str | Path) -> ModelRef:
     text = str(model_path)
     path = Path(text).expanduser()
     if not path.exists():
-        if _HUB_ID.match(text) and not text.startswith((".", "/", "~")):
+        if looks_like_hub_id(text):
             return ModelRef(path=text, base=text, adapter=None, tokenizer=text)
         raise PrefcliError(f"{text}: model directory not found")
     if not path.is_dir():

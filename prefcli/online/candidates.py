@@ -23,10 +23,8 @@ from pathlib import Path
 
 from prefcli.errors import ConfigError
 from prefcli.online.prompts import PromptItem, instruction_text
+from prefcli.progress import Progress  # phases: "generate" (prompts × temperatures sampled), "judge" (judgments)
 from prefcli.settings import JudgeSettings, SamplingSettings
-
-#: ``progress(phase, done, total)``: phase is "generate" (prompts × temperatures sampled) or "judge" (judgments).
-Progress = Callable[[str, int, int], None]
 
 SKIP_TOO_FEW = "fewer than two distinct non-empty completions"
 

@@ -33,15 +33,12 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefcli.errors import ConfigError
+from prefcli.progress import Progress  # phases: "segment K/S: generate|judge|tokenize|reference|train"
 from prefcli.settings import RESUMABLE_CHANGES, OnlineSettings, flatten, leaves
-
-#: ``progress(phase, done, total, metrics)``; phase is ``"segment K/S: generate|judge|reference|train"``.
-Progress = Callable[[str, int, int, dict], None]
 
 DONE = "DONE"
 GENERATION = "generation.json"
@@ -291,8 +288,8 @@ def _train_segment(config, plan: SegmentPlan, policy: str, reference_model: str,
                        init_optimizer=None if plan.index == 1 else str(_last_checkpoint(previous)))
     on_progress = None
     if progress is not None:
-        def on_progress(phase: str, done: int, total: int, metrics: dict) -> None:
-            progress(f"{label}: {phase}", done, total, metrics)
+        def on_progress(phase: str, done: int, total: int | None = None, metrics: dict | None = None) -> None:
+            progress(f"{label}: {phase}", done, total, metrics or {})
 
     return train(segment_config, progress=on_progress, part=part)
 
@@ -352,9 +349,10 @@ def _publish_final_model(model_dir: Path, output: Path) -> None:
     """Put the last segment's model files in OUTPUT (hard links where possible: no second copy of the weights),
     through a temporary directory so OUTPUT never holds half a model. Publishing again (``--resume`` of a finished
     run, or of one killed while publishing) finds links to the same files already in place and keeps them."""
-    tmp = output / ".final-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    from prefcli.data.atomic import publish_into, staging_dir
+
+    shutil.rmtree(output / ".final-tmp", ignore_errors=True)  # the staging name of earlier versions
+    tmp = staging_dir(output / "final")
     for item in sorted(model_dir.iterdir()):
         if item.name in _NOT_MODEL or item.name.startswith("."):
             continue
@@ -362,14 +360,7 @@ def _publish_final_model(model_dir: Path, output: Path) -> None:
             shutil.copytree(item, tmp / item.name, copy_function=_link_or_copy)
         else:
             _link_or_copy(item, tmp / item.name)
-    for item in sorted(tmp.iterdir()):
-        target = output / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.is_file() and os.path.samefile(item, target):
-            continue  # rename() onto another link of the same file does nothing and would leave tmp non-empty
-        os.replace(item, target)
-    shutil.rmtree(tmp)
+    publish_into(tmp, output)
 
 
 def _link_or_copy(source, target) -> None:

@@ -84,7 +84,8 @@ class TrainSettings:
     # reference log-probs
     precompute_ref: bool = setting(True, "Compute the frozen reference's log-probs once, before training, and "
                                          "cache them.")
-    ref_cache_dir: str | None = setting(None, "Where reference log-probs are cached.", directory=True,
+    ref_cache_dir: str | None = setting(None, "Where reference log-probs, the data index and token ids are cached.",
+                                        directory=True,
                                         resumable=True, default_text="<data dir>/.prefcli-cache")
     ref_rows: str = setting("reached", "Precompute reference log-probs for the examples the run reaches (reached) "
                                        "or for every example (all).", choices=("reached", "all"), resumable=True)

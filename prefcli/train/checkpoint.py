@@ -14,6 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
+from prefcli.data.atomic import publish_dir
+
 COMPLETE = "COMPLETE"
 TRAINER_STATE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -45,14 +47,6 @@ def read_trainer_state(path: Path) -> dict:
     return json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(accelerator, output: str | Path, step: int, trainer_state: dict, keep: int) -> Path:
     """Save the full training state after ``step`` optimizer steps; every process must call this."""
     root = checkpoints_dir(output)
@@ -73,10 +67,7 @@ def save_checkpoint(accelerator, output: str | Path, step: int, trainer_state: d
             marker.write(f"{step}\n")
             marker.flush()
             os.fsync(marker.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(root)
+        publish_dir(tmp, final)
         if keep > 0:
             for _, old in complete_checkpoints(output)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)

@@ -4,16 +4,15 @@ check shared by ``train`` and ``train --online``."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from prefcli.errors import ConfigError
+from prefcli.hub import looks_like_hub_id
 from prefcli.settings import LOSS_HPARAMS, RESUMABLE_CHANGES, build, dump_settings, load_settings
 from prefcli.settings.read import coerce
 from prefcli.settings.train import DTYPES, SCHEDULERS, TRACKERS, TrainSettings
 
 TrainConfig = TrainSettings
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 
 
 def apply_overrides(config: TrainConfig, values: dict, source: str) -> TrainConfig:
@@ -38,8 +37,7 @@ def check_model_path(flag: str, value: str) -> None:
         if not path.is_dir():
             raise ConfigError(f"--{flag}: {value} is a file; expected a model directory or hub id")
         return
-    looks_local = value.startswith((".", "/", "~")) or value.count("/") > 1 or not HUB_ID.match(value)
-    if looks_local:
+    if not looks_like_hub_id(value, bare_name=True):
         raise ConfigError(f"--{flag}: no such model directory: {value}")
 
 

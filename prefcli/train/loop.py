@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefcli.errors import ConfigError, PrefcliError
+from prefcli.progress import Progress  # phases: "read" (MB), "tokenize" (examples), "reference" (examples), "train"
 from prefcli.train.accelerate_compat import reset_accelerate_state
 from prefcli.train.checkpoint import load_checkpoint, save_checkpoint
 from prefcli.train.config import TrainConfig, dump_config
 from prefcli.train.data import UNPAIRED, build_examples
 from prefcli.train.preflight import Preflight, preflight
 from prefcli.train.summary import process_age, summarize
-
-#: ``progress(phase, done, total, metrics)``: phase is "reference" (examples scored) or "train" (steps done).
-Progress = Callable[[str, int, int, dict], None]
+from prefcli.train.token_cache import cache_root
 
 
 class TrainingDiverged(PrefcliError):
@@ -41,9 +39,9 @@ def train(config: TrainConfig, progress: Progress | None = None, part=None) -> d
     (a :class:`~prefcli.train.setup.RunPart`) makes the run one part of a longer one (online segments)."""
     started = time.perf_counter()
     startup_from = started - process_age()
-    checks = preflight(config)
+    checks = preflight(config, progress if _is_main_process() else None)
     try:
-        run = setup_run(config, checks, part)
+        run = setup_run(config, checks, part, progress)
         reference, cache = setup_reference(run, checks, progress)
         start_step = 0
         if checks.resume_from is not None:
@@ -102,7 +100,13 @@ class Run:
                                self.config.keep_checkpoints)
 
 
-def setup_run(config: TrainConfig, checks: Preflight, part=None) -> Run:
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def setup_run(config: TrainConfig, checks: Preflight, part=None, progress: Progress | None = None) -> Run:
     import torch
     from transformers import AutoTokenizer
 
@@ -119,11 +123,15 @@ def setup_run(config: TrainConfig, checks: Preflight, part=None) -> Run:
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoder = ChatEncoder(tokenizer, config.max_length, config.max_prompt_length)
-    examples, truncation = build_examples(checks.records, encoder)
     layout = checks.records.layout
-    plan = BatchPlan([example.label for example in examples], config.batch_size, accelerator.num_processes,
+    plan = BatchPlan(checks.records.labels(), config.batch_size, accelerator.num_processes,
                      accelerator.process_index, config.seed, unpaired=layout == UNPAIRED)
     total_steps = config.max_steps or max(1, int(config.epochs * plan.micro_batches_per_epoch // config.grad_accum))
+    with accelerator.main_process_first():  # the main process tokenizes into the cache, the others read it
+        examples, truncation = build_examples(
+            checks.records, encoder, plan.global_indices(total_steps * config.grad_accum),
+            cache_dir=cache_root(config.data, config.output, config.ref_cache_dir),
+            progress=progress if accelerator.is_main_process else None)
 
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
@@ -329,16 +337,13 @@ def _diverged(run: Run, step: int, what: str) -> TrainingDiverged:
 def save_final(run: Run) -> Path:
     """``save_pretrained`` the policy (LoRA: the adapter in OUTPUT/adapter, merged weights in OUTPUT) and the
     tokenizer, via a temporary directory so OUTPUT never holds a half-written model."""
-    import os
-    import shutil
+    from prefcli.data.atomic import publish_into, staging_dir
 
     accelerator, output = run.accelerator, run.output
     model = accelerator.unwrap_model(run.prepared).model
     state_dict = accelerator.get_state_dict(run.prepared)
     if accelerator.is_main_process:
-        tmp = output / ".final-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = staging_dir(output / "final")
         if run.config.lora_r > 0:
             model.save_pretrained(tmp / "adapter")
             run.tokenizer.save_pretrained(tmp / "adapter")
@@ -349,10 +354,6 @@ def save_final(run: Run) -> Path:
             weights = {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
             model.save_pretrained(tmp, state_dict=weights)
         run.tokenizer.save_pretrained(tmp)
-        if (tmp / "adapter").is_dir():
-            shutil.rmtree(output / "adapter", ignore_errors=True)
-        for item in sorted(tmp.iterdir()):
-            os.replace(item, output / item.name)
-        tmp.rmdir()
+        publish_into(tmp, output)
     accelerator.wait_for_everyone()
     return output

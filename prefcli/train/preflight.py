@@ -11,9 +11,11 @@ from pathlib import Path
 
 from prefcli.data.sidecar import file_checksum as data_checksum
 from prefcli.errors import ConfigError
+from prefcli.progress import Progress
 from prefcli.train.checkpoint import TRAINER_STATE, complete_checkpoints, latest_checkpoint
 from prefcli.train.config import LOSS_HPARAMS, RESUMABLE_CHANGES, TrainConfig, check_model_path
 from prefcli.train.data import LoadedRecords, load_records
+from prefcli.train.token_cache import cache_root
 
 _TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb"}
 
@@ -156,7 +158,7 @@ def _check_resume(config: TrainConfig, data_checksum: str) -> tuple[int, Path] |
     return None
 
 
-def preflight(config: TrainConfig) -> Preflight:
+def preflight(config: TrainConfig, progress: Progress | None = None) -> Preflight:
     """Run every check; raises a ``PrefcliError`` (one line, exit code 2 in the CLI) on the first failure."""
     config.validate()
     check_model_path("model", config.model)
@@ -172,7 +174,8 @@ def preflight(config: TrainConfig) -> Preflight:
     if config.lora_r > 0 and importlib.util.find_spec("peft") is None:
         raise ConfigError("--lora-r: LoRA needs the peft package (pip install 'prefcli[lora]')")
     loss = build_loss(config)
-    records = load_records(config.data, loss, config.loss)
+    records = load_records(config.data, loss, config.loss, progress=progress,
+                           cache_dir=cache_root(config.data, config.output, config.ref_cache_dir))
     checksum = data_checksum(config.data)
     resume_from = _check_resume(config, checksum)
     return Preflight(loss, records, resume_from, checksum)

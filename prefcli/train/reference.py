@@ -56,7 +56,7 @@ class Reference:
         if self.table is not None:
             rows = [self.table[index][chosen] for index, chosen in zip(indices, picks)]
             return torch.stack(rows).to(self.device)
-        batch_rows = [(position, self.examples[index].completions[pick])
+        batch_rows = [(position, self.examples[index].scored()[pick])
                       for position, (index, chosen) in enumerate(zip(indices, picks)) for pick in chosen]
         batch = collate([self.examples[index].prompt for index in indices], batch_rows, self.pad_id,
                         full=full_rows(self.scorer)).to(self.device)
@@ -82,18 +82,18 @@ def score_examples(scorer, examples: list[Example], indices: list[int], examples
                    device, autocast=contextlib.nullcontext, full: bool = False,
                    progress: Callable[[int], None] | None = None) -> dict[int, list[float]]:
     """Log-probs of every completion of ``examples[indices]``, batched by similar length (least padding)."""
-    order = sorted(indices, key=lambda i: len(examples[i].prompt) + max(len(c) for c in examples[i].completions))
+    order = sorted(indices, key=lambda i: len(examples[i].prompt) + max(len(c) for c in examples[i].scored()))
     results: dict[int, list[float]] = {}
     for start in range(0, len(order), examples_per_batch):
         chunk = order[start:start + examples_per_batch]
         rows = [(position, completion) for position, index in enumerate(chunk)
-                for completion in examples[index].completions]
+                for completion in examples[index].scored()]
         batch = collate([examples[index].prompt for index in chunk], rows, pad_id, full=full).to(device)
         with autocast():
             logps = scorer(batch).float().cpu().tolist()
         cursor = 0
         for index in chunk:
-            count = len(examples[index].completions)
+            count = len(examples[index].scored())
             results[index] = logps[cursor:cursor + count]
             cursor += count
         if progress is not None:

@@ -23,7 +23,7 @@ import torch
 
 from prefcli.data.sidecar import file_checksum
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: completions end with the chat template's end of turn; sharded cache
 
 
 def model_fingerprint(name_or_path: str) -> str:

@@ -33,6 +33,7 @@ class BatchPlan:
         self.seed = seed
         self.unpaired = unpaired
         self.global_batch = batch_size * num_processes
+        self.num_examples = len(labels)
         if unpaired:
             self.desirable = [i for i, label in enumerate(labels) if label]
             self.undesirable = [i for i, label in enumerate(labels) if not label]
@@ -65,6 +66,20 @@ class BatchPlan:
             stream += _shuffled(indices, self.seed, epoch, group, cycle)
             cycle += 1
         return stream[:needed]
+
+    def global_indices(self, micro_steps: int) -> list[int]:
+        """Every example index that any process trains on in micro-steps ``[0, micro_steps)``, in first-use
+        order (what a run of that length needs tokenized)."""
+        seen: dict[int, None] = {}
+        for micro_step in range(micro_steps):
+            epoch, within = divmod(micro_step, self.micro_batches_per_epoch)
+            order = self._epoch_order(epoch)
+            span = slice(within * self.global_batch, (within + 1) * self.global_batch)
+            for part in (order if self.unpaired else (order,)):
+                seen.update(dict.fromkeys(part[span]))
+            if len(seen) == self.num_examples:
+                break
+        return list(seen)
 
     def local_batch(self, micro_step: int):
         """Example indices of this process at ``micro_step`` (unpaired: a (desirable, undesirable) tuple)."""

@@ -186,7 +186,7 @@ class StepRunner:
                 kl_indices = [desirable[i] if i % 2 == 0 else undesirable[i] for i in range(size)]
             else:
                 kl_indices = indices
-            kl_rows = [(i, self.examples[index].completions[1]) for i, index in enumerate(kl_indices)]
+            kl_rows = [(i, self.examples[index].kl_completion) for i, index in enumerate(kl_indices)]
             policy_kl, kl_tokens = self._score([self.examples[index].prompt for index in kl_indices], kl_rows,
                                                grad=False)
             tokens += kl_tokens
