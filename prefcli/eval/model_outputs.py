@@ -26,7 +26,7 @@ def generation_record(generation: GenerationParams) -> dict:
 
 def weights_identity(model_path: str | Path) -> dict:
     """The model's path and a cheap fingerprint of its files (names, sizes, mtimes, config.json)."""
-    from prefcli.train.reference import model_fingerprint  # imports torch; only needed once a model is in play
+    from prefcli.train.reference_cache import model_fingerprint  # imports torch; only needed once a model is in play
 
     path = Path(model_path)
     return {"model": str(path.resolve()) if path.exists() else str(model_path),
