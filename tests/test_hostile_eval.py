@@ -53,6 +53,11 @@ def _not_utf8(name: str, line: int):
     return setup
 
 
+def _difficulty_not_utf8(tmp: Path) -> None:
+    _pairs(tmp)
+    (tmp / "d.csv").write_bytes(b"instruction,instruction_difficulty\nName a color.,0.5\ncaf\xe9,1.0\n")
+
+
 JUDGED = ("--outputs", "{tmp}/outputs.json", "--reference", "{tmp}/reference.json", "--judge", "rule:length")
 
 CASES = [
@@ -64,7 +69,24 @@ CASES = [
          "is an existing file, expected a directory", setup=_pairs, unchanged=("{tmp}/afile",)),
     Case("eval-alpaca-outputs-not-utf8", ("eval", "alpaca", "--outputs", "{tmp}/outputs.jsonl", "--reference",
                                           "{tmp}/reference.json", "--judge", "rule:length", "--output", "{tmp}/o"),
-         "outputs.jsonl:2: not UTF-8 text (byte 0xe9", setup=_not_utf8("outputs.jsonl", 2), absent=("{tmp}/o",)),
+         "outputs.jsonl:2: not valid UTF-8 (byte 0xe9", setup=_not_utf8("outputs.jsonl", 2),
+         absent=("{tmp}/o/results.json", "{tmp}/o/judgments.jsonl")),
+    Case("eval-alpaca-reference-not-utf8", ("eval", "alpaca", "--outputs", "{tmp}/outputs.json", "--reference",
+                                            "{tmp}/ref.jsonl", "--judge", "rule:length", "--output", "{tmp}/o"),
+         "ref.jsonl:3: not valid UTF-8 (byte 0xe9", setup=_not_utf8("ref.jsonl", 3),
+         absent=("{tmp}/o/results.json", "{tmp}/o/judgments.jsonl")),
+    # read before the model generates anything
+    Case("eval-alpaca-instructions-not-utf8", ("eval", "alpaca", "--model", "{model}", "--instructions",
+                                               "{tmp}/bad.jsonl", "--reference", "{tmp}/reference.json", "--judge",
+                                               "rule:length", "--output", "{tmp}/o"),
+         "bad.jsonl:1: not valid UTF-8 (byte 0xe9", setup=_not_utf8("bad.jsonl", 1),
+         absent=("{tmp}/o/outputs.json", "{tmp}/o/results.json")),
+    Case("eval-alpaca-lc-difficulty-not-utf8", ("eval", "alpaca", "--model", "{model}", "--instructions",
+                                                "{tmp}/instructions.json", "--reference", "{tmp}/reference.json",
+                                                "--judge", "rule:length", "--lc-difficulty", "{tmp}/d.csv",
+                                                "--output", "{tmp}/o"),
+         "d.csv:3: not valid UTF-8 (byte 0xe9 at byte 4 of the line)", setup=_difficulty_not_utf8,
+         absent=("{tmp}/o/outputs.json", "{tmp}/o/results.json")),
     Case("eval-report-output-is-a-file", ("eval", "report", "{tmp}/run", "--output", "{tmp}/afile"),
          "is an existing file, expected a directory", setup=_run_dir, unchanged=("{tmp}/afile",)),
     Case("eval-report-output-under-a-file", ("eval", "report", "{tmp}/run", "--output", "{tmp}/afile/report"),
@@ -97,7 +119,17 @@ CASES = [
          "afile is a file, so nothing can be written under it", setup=_pairs, unchanged=("{tmp}/afile",)),
     Case("generate-instructions-not-utf8", ("generate", "--model", "{model}", "--instructions",
                                             "{tmp}/bad.jsonl", "--output", "{tmp}/out.json"),
-         "bad.jsonl:3: not UTF-8 text (byte 0xe9", setup=_not_utf8("bad.jsonl", 3), absent=("{tmp}/out.json",)),
+         "bad.jsonl:3: not valid UTF-8 (byte 0xe9", setup=_not_utf8("bad.jsonl", 3), absent=("{tmp}/out.json",)),
+    Case("generate-top-p-zero", ("generate", "--model", "{model}", "--instructions", "{tmp}/instructions.json",
+                                 "--output", "{tmp}/out.json", "--top-p", "0"),
+         "top_p: must be in (0, 1], got 0.0", setup=_pairs, absent=("{tmp}/out.json",)),
+    Case("generate-backend-unknown", ("generate", "--model", "{model}", "--instructions", "{tmp}/instructions.json",
+                                      "--output", "{tmp}/out.json", "--backend", "tgi"),
+         "backend: must be one of hf, vllm, got 'tgi'", setup=_pairs, absent=("{tmp}/out.json",)),
+    Case("eval-alpaca-model-top-p-above-one", ("eval", "alpaca", "--model", "{model}", "--instructions",
+                                               "{tmp}/instructions.json", "--reference", "{tmp}/reference.json",
+                                               "--judge", "rule:length", "--top-p", "1.5", "--output", "{tmp}/o"),
+         "top_p: must be in (0, 1], got 1.5", setup=_pairs, absent=("{tmp}/o",)),
 ]
 
 
@@ -126,6 +158,9 @@ def test_reuse_of_outputs_follows_the_weights_not_the_path(tmp_path, tiny_model)
     assert code == 0 and said(text, "reused", out), text
     meta = json.loads((tmp_path / "out.json.meta.json").read_text())
     assert meta["config"]["weights"].startswith("sha256:")
+    # the keys outputs saved by earlier versions carry, so those are reused too
+    assert meta["config"]["generation"] == {"max_new_tokens": 4, "temperature": 0.0, "top_p": 1.0, "batch_size": 8,
+                                            "seed": 0, "backend": "hf"}
 
     weights = model / "model.safetensors"
     stat = weights.stat()
@@ -144,3 +179,14 @@ def test_reuse_of_outputs_follows_the_weights_not_the_path(tmp_path, tiny_model)
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     code, text = invoke_cli(run)
     assert code == 0 and said(text, "wrote", outputs), text
+
+
+def test_model_outputs_refuse_several_replies_per_instruction(tmp_path):
+    from prefcli.errors import ConfigError
+    from prefcli.eval.model_outputs import generate_model_outputs
+    from prefcli.generate import GenerationParams
+
+    with pytest.raises(ConfigError, match="num_return_sequences: model outputs are one reply per instruction"):
+        generate_model_outputs("unused", ["Say hi."], tmp_path / "out.json",
+                               generation=GenerationParams(temperature=1.0, num_return_sequences=2))
+    assert not (tmp_path / "out.json").exists()

@@ -38,7 +38,7 @@ def test_list_losses_describes_every_loss():
 def test_defaults_follow_trl_and_the_papers():
     assert loss_defaults("dpo") == {"beta": 0.1, "label_smoothing": 0.0}
     assert loss_defaults("simpo") == {"beta": 2.0, "gamma": 0.5, "label_smoothing": 0.0, "alpha": 0.0}
-    assert loss_defaults("cpo") == {"beta": 0.1, "label_smoothing": 0.0, "alpha": 1.0}
+    assert loss_defaults("cpo") == {"beta": 0.1, "label_smoothing": 0.0, "alpha": 1.0, "nll_average": "tokens"}
     assert loss_defaults("discopop")["tau"] == 0.05
     assert loss_defaults("exo")["label_smoothing"] == 1e-3
     assert loss_defaults("mcpo") == {"beta": 0.1, "negatives": 1, "sampler": "mcmc"}

@@ -57,7 +57,7 @@ def test_loss_hparams_and_resumable_settings_are_derived():
     assert LOSS_HPARAMS == ("beta", "label_smoothing", "tau", "gamma", "alpha", "objective", "sort", "temperature",
                             "global_sort", "negatives", "sampler")
     assert set(RESUMABLE_CHANGES) == {"max_steps", "epochs", "save_every", "keep_checkpoints", "log_every",
-                                      "report_to", "resume", "ref_cache_dir"}
+                                      "report_to", "resume", "ref_cache_dir", "ref_rows"}
     from prefcli.losses import REGISTRY
 
     declared = {spec.name for cls in REGISTRY.values() for spec in cls.hparam_specs}

@@ -96,6 +96,7 @@ def test_existing_run_is_not_overwritten(capsys, no_model_loading, pairs, tiny_m
     out = tmp_path / "out"
     out.mkdir()
     (out / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n", encoding="utf-8")
+    (out / "model.safetensors").write_bytes(b"finished")
     code, err = run(capsys, "--model", tiny_model, "--data", pairs, "--output", out)
     assert code == 2 and "already holds a training run; pass --resume" in one_line(err)
 

@@ -88,3 +88,27 @@ def test_length_groups_minimise_padding_plus_call_overhead():
     # every row exactly once, whatever the overhead
     for overhead in (0, 1, 50, 300):
         assert sorted(row for group in length_groups(lengths, overhead) for row in group) == list(range(6))
+
+
+@pytest.mark.parametrize("name, hf_name", [("cosine", "cosine"), ("linear", "linear"),
+                                           ("constant", "constant_with_warmup")])
+@pytest.mark.parametrize("warmup, total", [(0, 7), (3, 10), (10, 10), (1, 1)])
+def test_schedules_equal_transformers_get_scheduler(name, hf_name, warmup, total):
+    from transformers.optimization import get_scheduler
+
+    from prefcli.train.schedule import lr_scheduler
+
+    def learning_rates(make):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+        scheduler = make(optimizer)
+        rates = []
+        for _ in range(total + 2):
+            rates.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        return rates
+
+    ours = learning_rates(lambda opt: lr_scheduler(opt, name, warmup, total))
+    theirs = learning_rates(lambda opt: get_scheduler(hf_name, opt, num_warmup_steps=warmup,
+                                                      num_training_steps=total))
+    assert ours == theirs

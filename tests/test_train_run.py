@@ -111,6 +111,41 @@ def test_reference_cache_is_reused(tiny_model, tmp_path):
     assert not third["reference_cache_hit"]  # another truncation, another key
 
 
+def test_reference_rows_are_scored_only_when_reached_and_added_to_the_cache(tiny_model, tmp_path):
+    """A 2-step run scores the 4 examples its steps use; a 4-step rerun loads those and scores 4 more; the full
+    precompute (ref_rows: all) scores only the 8 no run reached; every run's losses match a run that scored all."""
+    from prefcli.train.sampler import BatchPlan
+
+    data = write_pairs(tmp_path / "pairs.jsonl", rows=16)
+    cache = str(tmp_path / "cache")
+    short = train(tiny(tiny_model, data, tmp_path / "a", max_steps=2, ref_cache_dir=cache))
+    plan = BatchPlan([None] * 16, 2, 1, 0, 7, unpaired=False)
+    assert short["reference_scored"] == len(plan.examples_reached(0, 2)) == 4 and short["reference_loaded"] == 0
+    longer = train(tiny(tiny_model, data, tmp_path / "b", max_steps=4, ref_cache_dir=cache))
+    assert (longer["reference_loaded"], longer["reference_scored"]) == (4, 4)
+    everything = train(tiny(tiny_model, data, tmp_path / "c", max_steps=4, ref_cache_dir=cache, ref_rows="all"))
+    assert (everything["reference_loaded"], everything["reference_scored"]) == (8, 8)
+    assert everything["reference"].startswith("precomputed 8 of 16 examples, 8 from cache")
+    fresh = train(tiny(tiny_model, data, tmp_path / "d", max_steps=4, ref_cache_dir=str(tmp_path / "fresh"),
+                       ref_rows="all"))
+    assert fresh["reference_scored"] == 16
+    assert [h["loss"] for h in longer["history"]] == pytest.approx([h["loss"] for h in fresh["history"]], abs=1e-6)
+
+
+def test_a_damaged_or_half_written_cache_shard_is_never_trusted(tiny_model, tmp_path):
+    from pathlib import Path
+
+    data = write_pairs(tmp_path / "pairs.jsonl", rows=8)
+    first = train(tiny(tiny_model, data, tmp_path / "a", max_steps=2, ref_cache_dir=str(tmp_path / "cache")))
+    directory = Path(first["reference_cache"])
+    (shard,) = directory.glob("part-*.pt")
+    shard.write_bytes(shard.read_bytes()[:40])  # cut short, as a kill mid-write without the rename would
+    (directory / ".part-123.tmp").write_bytes(b"half")  # what a kill during torch.save leaves: never read
+    again = train(tiny(tiny_model, data, tmp_path / "b", max_steps=2, ref_cache_dir=str(tmp_path / "cache")))
+    assert again["reference_loaded"] == 0 and again["reference_scored"] == first["reference_scored"]
+    assert [h["loss"] for h in again["history"]] == [h["loss"] for h in first["history"]]
+
+
 def test_gradient_accumulation_matches_the_large_batch(tiny_model, tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", rows=8)
     big = train(tiny(tiny_model, data, tmp_path / "big", batch_size=4, grad_accum=1, max_steps=2, max_grad_norm=0))
@@ -139,7 +174,7 @@ def test_fast_candidate_path_equals_the_library_path(tiny_model, tmp_path):
     from prefcli.losses import get_loss
     from prefcli.train.data import build_examples, load_records
     from prefcli.train.logps import SequenceScorer
-    from prefcli.train.reference import precompute
+    from prefcli.train.reference import Reference, score_examples
     from prefcli.train.step import StepRunner
     from prefcli.train.tokenize import ChatEncoder
 
@@ -152,7 +187,9 @@ def test_fast_candidate_path_equals_the_library_path(tiny_model, tmp_path):
         reference_model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
         for parameter in reference_model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    reference = precompute(SequenceScorer(reference_model), examples, 2, tokenizer.pad_token_id, "cpu")
+    scored = score_examples(SequenceScorer(reference_model), examples, list(range(4)), 2, tokenizer.pad_token_id, "cpu")
+    table = {index: torch.tensor(values) for index, values in scored.items()}
+    reference = Reference("cached", examples, tokenizer.pad_token_id, "cpu", table=table)
     scorer = SequenceScorer(model)
     runner = StepRunner(loss, "candidates", examples, scorer, tokenizer.pad_token_id, "cpu", reference=reference)
     fast = runner.run([0, 1, 2, 3], torch.Generator().manual_seed(5))
@@ -162,10 +199,10 @@ def test_fast_candidate_path_equals_the_library_path(tiny_model, tmp_path):
     chosen, reference_chosen = [], []
     for i, example in enumerate(examples):
         chosen.append(sequence_logps(model, example.prompt, example.completions[0]))
-        reference_chosen.append(float(reference.of(i)[0]))
+        reference_chosen.append(float(table[i][0]))
         for c, completion in enumerate(example.completions[1:]):
             policy_all[i, c] = sequence_logps(model, example.prompt, completion)
-            reference_all[i, c] = float(reference.of(i)[c + 1])
+            reference_all[i, c] = float(table[i][c + 1])
             mask[i, c] = True
     library = loss(torch.tensor(chosen), policy_all, reference_chosen_logps=torch.tensor(reference_chosen),
                    reference_rejected_logps=reference_all, generator=torch.Generator().manual_seed(5),
@@ -249,3 +286,23 @@ def test_memory_options_do_not_change_the_numbers(tiny_model, tmp_path):
         other = train(tiny(tiny_model, data, tmp_path / name, **changes))
         assert [h["loss"] for h in other["history"]] == pytest.approx([h["loss"] for h in default["history"]],
                                                                       abs=1e-5), name
+
+
+def test_accelerate_state_reset_adapter():
+    """The adapter over accelerate's private ``_reset_state``: after it, a second Accelerator in the same process
+    takes its own settings. Fails loudly when an accelerate upgrade removes or changes the private API."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    from prefcli.train.accelerate_compat import reset_accelerate_state
+
+    assert callable(getattr(AcceleratorState, "_reset_state", None)), "accelerate removed AcceleratorState._reset_state"
+    assert callable(getattr(GradientState, "_reset_state", None)), "accelerate removed GradientState._reset_state"
+    try:
+        first = Accelerator(cpu=True, gradient_accumulation_steps=3)
+        assert first.gradient_accumulation_steps == 3
+        reset_accelerate_state()
+        second = Accelerator(cpu=True, gradient_accumulation_steps=1, mixed_precision="no")
+        assert second.gradient_accumulation_steps == 1 and GradientState().num_steps == 1
+    finally:
+        reset_accelerate_state()

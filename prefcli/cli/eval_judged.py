@@ -23,8 +23,8 @@ from prefcli.eval.judged import (
     open_judge,
 )
 from prefcli.eval.judges import DEMO_LABEL, judge_kind
-from prefcli.eval.model_outputs import GenerationSettings
 from prefcli.eval.store import JudgmentStore
+from prefcli.generate import GenerationParams
 
 _HELP = {
     "alpaca": (
@@ -124,8 +124,8 @@ def _judged_command(protocol_name: str):
             judge_prompt=judge_prompt, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
             retry_delay=retry_delay, max_failed_frac=max_failed_frac, judge_max_tokens=judge_max_tokens, seed=seed,
             store=store, limit=limit, bootstrap_rounds=bootstrap_rounds,
-            generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                          batch_size=batch_size, seed=seed, backend=backend))
+            generation=GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                        batch_size=batch_size, seed=seed, backend=backend))
         _print_evaluation(settings, _evaluate(settings))
 
     command.__name__ = f"eval_{protocol_name}"

@@ -40,38 +40,34 @@ def model(
     console.print(f"wrote tiny model to {output}")
 
 
-@app.command("nectar")
-def nectar(
-    output: Path = typer.Argument(..., help="JSONL file to write."),
-    rows: int = typer.Option(64, min=1, help="Number of rows."),
-    seed: int = typer.Option(0, help="Random seed."),
-) -> None:
-    """Write synthetic rows in the Nectar schema (ranked answers, some multi-turn prompts).
+def _synthetic_file_command(name: str, *, writer: str, kind: str, rows: int, rows_help: str, noun: str,
+                            summary: str, example: str) -> None:
+    """Register ``prefcli fixtures NAME OUTPUT --rows N --seed S``, writing with ``prefcli.fixtures.<writer>``."""
+    def command(
+        output: Path = typer.Argument(..., help=f"{kind} file to write."),
+        rows: int = typer.Option(rows, min=1, help=rows_help),
+        seed: int = typer.Option(0, help="Random seed."),
+    ) -> None:
+        import prefcli.fixtures
 
-    Example: prefcli fixtures nectar demo/nectar.jsonl --rows 64
-    """
-    from prefcli.fixtures import write_synthetic_nectar
+        check_output_file(output, flag="OUTPUT")
+        getattr(prefcli.fixtures, writer)(output, rows=rows, seed=seed)
+        console.print(f"wrote {rows} {noun} to {output}")
 
-    check_output_file(output, flag="OUTPUT")
-    write_synthetic_nectar(output, rows=rows, seed=seed)
-    console.print(f"wrote {rows} Nectar-schema rows to {output}")
+    command.__doc__ = f"{summary}\n\nExample: {example}"
+    command.__name__ = name
+    app.command(name)(command)
 
 
-@app.command("instructions")
-def instructions(
-    output: Path = typer.Argument(..., help="JSON file to write."),
-    rows: int = typer.Option(16, min=1, help="Number of instructions."),
-    seed: int = typer.Option(0, help="Random seed."),
-) -> None:
-    """Write synthetic evaluation instructions in AlpacaEval's format.
-
-    Example: prefcli fixtures instructions demo/instructions.json
-    """
-    from prefcli.fixtures import write_synthetic_instructions
-
-    check_output_file(output, flag="OUTPUT")
-    write_synthetic_instructions(output, rows=rows, seed=seed)
-    console.print(f"wrote {rows} instructions to {output}")
+_synthetic_file_command(
+    "nectar", writer="write_synthetic_nectar", kind="JSONL", rows=64, rows_help="Number of rows.",
+    noun="Nectar-schema rows", summary="Write synthetic rows in the Nectar schema (ranked answers, some multi-turn "
+    "prompts).", example="prefcli fixtures nectar demo/nectar.jsonl --rows 64")
+_synthetic_file_command(
+    "instructions", writer="write_synthetic_instructions", kind="JSON", rows=16,
+    rows_help="Number of instructions.", noun="instructions",
+    summary="Write synthetic evaluation instructions in AlpacaEval's format.",
+    example="prefcli fixtures instructions demo/instructions.json")
 
 
 @app.command("reward-model")

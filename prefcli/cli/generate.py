@@ -3,42 +3,47 @@ outputs that ``prefcli eval alpaca --reference`` compares against)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import inspect
 from pathlib import Path
 
 import typer
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
 from prefcli.eval.items import read_instructions
-from prefcli.eval.model_outputs import GenerationSettings, generate_model_outputs
-from prefcli.eval.paths import check_output_file, check_utf8
+from prefcli.eval.model_outputs import generate_model_outputs
+from prefcli.eval.paths import check_output_file
 from prefcli.generate import GenerationParams
+from prefcli.settings.cli import options, with_options
+
+#: One output per instruction: every decoding value but the number of replies.
+DECODING_FLAGS = [param for param in options(GenerationParams) if param.name != "num_return_sequences"]
+
+
+def _files() -> list[inspect.Parameter]:
+    def option(name: str, annotation, help: str) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                 default=typer.Option(..., f"--{name}", help=help))
+
+    return [
+        option("model", str, "Model directory (full model or LoRA adapter) or hub id."),
+        option("instructions", Path, "JSON/JSONL file with an 'instruction' field per item."),
+        option("output", Path, "JSON file to write: [{instruction, output, generator}] (not a directory, not the "
+               "--instructions file)."),
+    ]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("generate")
-    def generate(
-        model: str = typer.Option(..., help="Model directory (full model or LoRA adapter) or hub id."),
-        instructions: Path = typer.Option(..., help="JSON/JSONL file with an 'instruction' field per item."),
-        output: Path = typer.Option(..., help="JSON file to write: [{instruction, output, generator}] (not a "
-                                    "directory, not the --instructions file)."),
-        max_new_tokens: int = typer.Option(512, min=1, help="Tokens generated per output."),
-        temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy."),
-        top_p: float = typer.Option(1.0, help="Nucleus sampling (sampling only)."),
-        batch_size: int = typer.Option(8, min=1, help="Prompts per generation batch."),
-        seed: int = typer.Option(0, help="Seed of sampling."),
-        backend: str = typer.Option("hf", help="hf or vllm (when installed)."),
-    ) -> None:
+    @with_options(DECODING_FLAGS, extra=_files())
+    def generate(*, model: str, instructions: Path, output: Path, **decoding) -> None:
         """Generate a model's outputs for instructions, in alpaca_eval format, with a sidecar; a rerun with the
         same model weights, parameters and instructions reuses the file.
 
         Example: prefcli generate --model ./sft --instructions instructions.json --output ref.json
         """
-        generation = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                        batch_size=batch_size, seed=seed, backend=backend)
-        GenerationParams(**asdict(generation))  # every value checked before any file is read
+        # every value checked before any file is read
+        generation = GenerationParams(**{name: value for name, value in decoding.items() if value is not None})
         check_output_file(output, inputs={"--instructions": instructions, "--model": model})
-        check_utf8(instructions)
         instruction_list = read_instructions(instructions)
         with progress_bar(transient=True) as bar:
             task = bar.add_task("generating", total=len(instruction_list), status="")

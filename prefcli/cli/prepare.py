@@ -6,8 +6,10 @@ this module only wires flags, the progress bar, the sidecar and the closing tabl
 
 from __future__ import annotations
 
+import inspect
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -23,40 +25,86 @@ app = typer.Typer(help="Turn public preference datasets into prefcli records (JS
 InputFormat = Literal["auto", "jsonl", "json", "parquet", "disk", "hub"]
 
 
-def _input_option():
-    return typer.Option(..., "--input", "-i", help="A .jsonl/.jsonl.gz/.json/.parquet file, a directory written by "
-                                                   "datasets.save_to_disk, or a hub id (needs the network).")
+@dataclass(frozen=True)
+class SharedOptions:
+    """The options every ``prepare`` command takes besides its own."""
+
+    input: str
+    output: Path
+    seed: int
+    skip_invalid: bool
+    limit: int | None
+    input_format: str
+    split: str | None = None
+    workers: int | None = None
 
 
-def _output_option():
-    return typer.Option(..., "--output", "-o", help="JSONL file to write (atomically), with <output>.meta.json; "
-                                                    "gzip-compressed when the name ends in .gz.")
+@dataclass(frozen=True)
+class Conversion:
+    """What a command hands to :func:`_prepare`: its converter, its own flags (recorded in the sidecar) and, when
+    records must be reordered, the writer factory."""
+
+    convert: Callable
+    flags: dict
+    make_writer: Callable | None = None
 
 
-def _seed_option():
-    return typer.Option(0, "--seed", help="Seed of every random draw (per row: --limit never changes a row's draw).")
+def _option(name: str, annotation, default) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-def _skip_invalid_option():
-    return typer.Option(False, "--skip-invalid",
-                        help="Skip invalid rows and count them by reason (default: stop at the first one).")
+def _leading_options() -> list[inspect.Parameter]:
+    return [
+        _option("input", str, typer.Option(..., "--input", "-i", help="A .jsonl/.jsonl.gz/.json/.parquet file, a "
+                                           "directory written by datasets.save_to_disk, or a hub id (needs the "
+                                           "network).")),
+        _option("output", Path, typer.Option(..., "--output", "-o", help="JSONL file to write (atomically), with "
+                                             "<output>.meta.json; gzip-compressed when the name ends in .gz.")),
+    ]
 
 
-def _limit_option():
-    return typer.Option(None, "--limit", min=1, help="Read at most N input rows.")
+def _trailing_options(split: str | None) -> list[inspect.Parameter]:
+    """The shared options listed after a command's own; ``--split`` only where the input may be a dataset."""
+    params = [
+        _option("seed", int, typer.Option(0, "--seed", help="Seed of every random draw (per row: --limit never "
+                                          "changes a row's draw).")),
+        _option("skip_invalid", bool, typer.Option(False, "--skip-invalid", help="Skip invalid rows and count them "
+                                                   "by reason (default: stop at the first one).")),
+        _option("limit", int | None, typer.Option(None, "--limit", min=1, help="Read at most N input rows.")),
+        _option("input_format", InputFormat, typer.Option("auto", "--input-format", help="How to read --input "
+                                                          "(auto: by extension / directory / id).")),
+    ]
+    if split is not None:
+        params.append(_option("split", str | None, typer.Option(split, "--split", help="Split of a hub dataset or "
+                                                                "of a saved DatasetDict.")))
+    params.append(_option("workers", int | None, typer.Option(
+        None, "--workers", hidden=True,
+        help="Deprecated, has no effect: prepare runs in one process (worker processes were slower).")))
+    return params
 
 
-def _input_format_option():
-    return typer.Option("auto", "--input-format", help="How to read --input (auto: by extension / directory / id).")
+_SHARED = {field.name for field in fields(SharedOptions)}
 
 
-def _workers_option():
-    return typer.Option(None, "--workers", hidden=True,
-                        help="Deprecated, has no effect: prepare runs in one process (worker processes were slower).")
+def prepare_command(name: str, *, split: str | None = None):
+    """Register ``function(shared, **own_options) -> Conversion`` as ``prefcli prepare NAME``: the command takes
+    the shared options (``--split`` with default ``split`` when given) around its own, and runs :func:`_prepare`."""
+    def decorate(function):
+        own = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for param in inspect.signature(function, eval_str=True).parameters.values()
+               if param.name != "shared"]
 
+        def command(**flags) -> None:
+            shared = SharedOptions(**{key: flags.pop(key) for key in list(flags) if key in _SHARED})
+            _prepare(name, shared, function(shared, **flags))
 
-def _split_option(default: str | None):
-    return typer.Option(default, "--split", help="Split of a hub dataset or of a saved DatasetDict.")
+        command.__signature__ = inspect.Signature([*_leading_options(), *own, *_trailing_options(split)])
+        command.__doc__ = function.__doc__
+        command.__name__ = function.__name__
+        app.command(name)(command)
+        return function
+
+    return decorate
 
 
 def _command_line(name: str, options: dict) -> list[str]:
@@ -69,22 +117,22 @@ def _command_line(name: str, options: dict) -> list[str]:
     return [shlex.quote(part) for part in argv]
 
 
-def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed: int | None,
-             limit: int | None, skip_invalid: bool, input_format: str, split: str | None,
-             workers: int | None = None, make_writer: Callable | None = None) -> None:
-    """Run one prepare command; ``flags`` are its own options, recorded in the sidecar beside the shared ones."""
-    options = {"--input": input, "--output": str(output), "--input-format": input_format, "--split": split,
-               "--seed": seed, "--limit": limit, "--skip-invalid": skip_invalid, **flags}
+def _prepare(name: str, shared: SharedOptions, conversion: Conversion) -> None:
+    """Run one prepare command; the conversion's own flags are recorded in the sidecar beside the shared ones."""
     from prefcli.data.readers import open_source
     from prefcli.data.runner import RecordWriter, run_prepare
     from prefcli.data.sidecar import sidecar_path, write_sidecar
 
-    if workers is not None:
+    input, output = shared.input, shared.output
+    options = {"--input": input, "--output": str(output), "--input-format": shared.input_format,
+               "--split": shared.split, "--seed": shared.seed, "--limit": shared.limit,
+               "--skip-invalid": shared.skip_invalid, **conversion.flags}
+    if shared.workers is not None:
         err_console.print("[yellow]warning:[/yellow] --workers is deprecated and has no effect (prepare runs in one "
                           "process)", highlight=False)
     check_output_file(output, inputs={"--input": input})
     check_output_file(sidecar_path(output), flag="--output's sidecar")
-    source = open_source(input, input_format=input_format, split=split)
+    source = open_source(input, input_format=shared.input_format, split=shared.split)
     in_megabytes = source.unit == "bytes"
     scale = 1 / 1e6 if in_megabytes else 1
     with progress_bar() as progress:
@@ -94,18 +142,18 @@ def _prepare(name: str, *, input: str, output: Path, convert, flags: dict, seed:
         def on_progress(position: int, rows: int) -> None:
             progress.update(task, completed=position * scale, status=f"{rows:,} rows")
 
-        result = run_prepare(source, convert, output, limit=limit, skip_invalid=skip_invalid,
-                             make_writer=make_writer or RecordWriter, on_progress=on_progress)
+        result = run_prepare(source, conversion.convert, output, limit=shared.limit,
+                             skip_invalid=shared.skip_invalid, make_writer=conversion.make_writer or RecordWriter,
+                             on_progress=on_progress)
     config = {key.lstrip("-").replace("-", "_"): value for key, value in options.items()}
-    write_sidecar(output, config=config, seed=seed, inputs={input: result.input_checksum},
+    write_sidecar(output, config=config, seed=shared.seed, inputs={input: result.input_checksum},
                   counts=result.counts(), skipped=dict(result.skipped), argv=_command_line(name, options))
     console.print(summary_table(f"prefcli prepare {name} → {output}", result.summary_rows()))
 
 
-@app.command("nectar")
+@prepare_command("nectar", split="train")
 def nectar(
-    input: str = _input_option(),
-    output: Path = _output_option(),
+    shared: SharedOptions,
     skip_ranks: int = typer.Option(1, "--skip-ranks", min=0,
                                    help="Answers ranked 2..1+N are dropped (MC-PO drops rank 2 to cut label noise)."),
     max_candidates: int | None = typer.Option(None, "--max-candidates", min=1,
@@ -120,13 +168,7 @@ def nectar(
         None, "--unpaired-negatives",
         help="With --format unpaired: the drawn rejected only, or every candidate. (default: one)"),
     negatives: Literal["one", "all"] | None = typer.Option(None, "--negatives", hidden=True),
-    seed: int = _seed_option(),
-    skip_invalid: bool = _skip_invalid_option(),
-    limit: int | None = _limit_option(),
-    input_format: InputFormat = _input_format_option(),
-    split: str | None = _split_option("train"),
-    workers: int | None = _workers_option(),
-) -> None:
+) -> Conversion:
     """Nectar (ranked answers) → records: rank 1 chosen, next --skip-ranks dropped, the rest candidates.
 
     Example: prefcli prepare nectar --input nectar.jsonl --output data/nectar.jsonl --skip-ranks 1
@@ -136,31 +178,22 @@ def nectar(
     negatives = renamed_flag(negatives, unpaired_negatives, "--negatives", "--unpaired-negatives") or "one"
     try:
         options = NectarOptions(skip_ranks=skip_ranks, max_candidates=max_candidates,
-                                min_candidates=min_candidates, format=format, negatives=negatives, seed=seed)
+                                min_candidates=min_candidates, format=format, negatives=negatives, seed=shared.seed)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     flags = {"--skip-ranks": skip_ranks, "--max-candidates": max_candidates, "--min-candidates": min_candidates,
              "--format": format, "--unpaired-negatives": negatives if format == "unpaired" else None}
-    _prepare("nectar", input=input, output=output, convert=nectar_converter(options), flags=flags,
-             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
-             workers=workers)
+    return Conversion(nectar_converter(options), flags)
 
 
-@app.command("ultrafeedback")
+@prepare_command("ultrafeedback", split="train_prefs")
 def ultrafeedback(
-    input: str = _input_option(),
-    output: Path = _output_option(),
+    shared: SharedOptions,
     format: Literal["pairs", "unpaired"] = typer.Option(
         "pairs", "--format", help="pairs: chosen + rejected; unpaired: a desirable and an undesirable record."),
     min_score_gap: float | None = typer.Option(
         None, "--min-score-gap", help="Skip rows where score_chosen - score_rejected is below this."),
-    seed: int = _seed_option(),
-    skip_invalid: bool = _skip_invalid_option(),
-    limit: int | None = _limit_option(),
-    input_format: InputFormat = _input_format_option(),
-    split: str | None = _split_option("train_prefs"),
-    workers: int | None = _workers_option(),
-) -> None:
+) -> Conversion:
     """UltraFeedback-binarized (chosen/rejected message lists + scores) → pair records.
 
     Example: prefcli prepare ultrafeedback --input uf.parquet --output data/uf.jsonl
@@ -171,29 +204,19 @@ def ultrafeedback(
         convert = ultrafeedback_converter(format, min_score_gap)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    flags = {"--format": format, "--min-score-gap": min_score_gap}
-    _prepare("ultrafeedback", input=input, output=output, convert=convert, flags=flags,
-             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
-             workers=workers)
+    return Conversion(convert, {"--format": format, "--min-score-gap": min_score_gap})
 
 
-@app.command("pairs")
+@prepare_command("pairs", split="train")
 def pairs(
-    input: str = _input_option(),
-    output: Path = _output_option(),
+    shared: SharedOptions,
     prompt_field: str = typer.Option("prompt", "--prompt-field", help="Field with the prompt (dots reach inside)."),
     chosen_field: str = typer.Option("chosen", "--chosen-field", help="Field with the preferred completion."),
     rejected_field: str = typer.Option("rejected", "--rejected-field", help="Field with the other completion."),
     id_field: str = typer.Option("id", "--id-field", help="Field with the row id (else the line number)."),
     format: Literal["pairs", "unpaired"] = typer.Option(
         "pairs", "--format", help="pairs: chosen + rejected; unpaired: a desirable and an undesirable record."),
-    seed: int = _seed_option(),
-    skip_invalid: bool = _skip_invalid_option(),
-    limit: int | None = _limit_option(),
-    input_format: InputFormat = _input_format_option(),
-    split: str | None = _split_option("train"),
-    workers: int | None = _workers_option(),
-) -> None:
+) -> Conversion:
     """Any pair dataset → pair records, by naming its prompt / chosen / rejected fields.
 
     Example: prefcli prepare pairs --input se.jsonl --output data/se.jsonl --prompt-field question --chosen-field response_j --rejected-field response_k
@@ -203,15 +226,12 @@ def pairs(
     fields = PairFields(prompt=prompt_field, chosen=chosen_field, rejected=rejected_field, id=id_field)
     flags = {"--prompt-field": prompt_field, "--chosen-field": chosen_field, "--rejected-field": rejected_field,
              "--id-field": id_field, "--format": format}
-    _prepare("pairs", input=input, output=output, convert=pairs_converter(fields, format), flags=flags,
-             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=split,
-             workers=workers)
+    return Conversion(pairs_converter(fields, format), flags)
 
 
-@app.command("unpair")
+@prepare_command("unpair")
 def unpair(
-    input: str = _input_option(),
-    output: Path = _output_option(),
+    shared: SharedOptions,
     unpaired_negatives: Literal["one", "all"] | None = typer.Option(
         None, "--unpaired-negatives", help="Undesirable records per prompt: one (the rejected, or a seeded draw from "
                                            "the candidates) or all (rejected and every candidate). (default: one)"),
@@ -220,12 +240,7 @@ def unpair(
         "keep", "--pairing",
         help="keep: a prompt's undesirable records follow its desirable one; shuffle: they are moved to other "
              "prompts' places (seeded permutation); one-sided: each prompt keeps only one label (seeded coin)."),
-    seed: int = _seed_option(),
-    skip_invalid: bool = _skip_invalid_option(),
-    limit: int | None = _limit_option(),
-    input_format: InputFormat = _input_format_option(),
-    workers: int | None = _workers_option(),
-) -> None:
+) -> Conversion:
     """Pair or candidate records → unpaired records (label true/false), e.g. for KTO or unpaired AOT.
 
     Example: prefcli prepare unpair --input data/nectar.jsonl --output data/nectar-unpaired.jsonl --pairing shuffle
@@ -235,43 +250,31 @@ def unpair(
 
     make_writer = None
     if pairing == "shuffle":
-        spool_dir = output.resolve().parent
+        spool_dir = shared.output.resolve().parent
 
         def make_writer(path, compress):
-            return ShuffledPairingWriter(path, compress, seed, spool_dir)
+            return ShuffledPairingWriter(path, compress, shared.seed, spool_dir)
 
     negatives = renamed_flag(negatives, unpaired_negatives, "--negatives", "--unpaired-negatives") or "one"
-    flags = {"--unpaired-negatives": negatives, "--pairing": pairing}
-    convert = unpair_converter(negatives, pairing, seed)
-    _prepare("unpair", input=input, output=output, convert=convert, flags=flags,
-             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=None,
-             workers=workers, make_writer=make_writer)
+    return Conversion(unpair_converter(negatives, pairing, shared.seed),
+                      {"--unpaired-negatives": negatives, "--pairing": pairing}, make_writer)
 
 
-@app.command("noise")
+@prepare_command("noise")
 def noise(
-    input: str = _input_option(),
-    output: Path = _output_option(),
+    shared: SharedOptions,
     as_rejected: bool = typer.Option(
         False, "--as-rejected", help="DPO(noise): also use the noise sample as rejected (default: only add it as "
                                      "a candidate, keeping the rejected)."),
-    seed: int = _seed_option(),
-    skip_invalid: bool = _skip_invalid_option(),
-    limit: int | None = _limit_option(),
-    input_format: InputFormat = _input_format_option(),
-    workers: int | None = _workers_option(),
-) -> None:
+) -> Conversion:
     """MC-PO noise injection: add a candidate made by swapping two random words of the chosen answer.
 
     Example: prefcli prepare noise --input data/nectar.jsonl --output data/nectar-noise.jsonl --as-rejected
     """
     from prefcli.data.transforms import noise_converter
 
-    convert = noise_converter(as_rejected, seed)
-    flags = {"--as-rejected": as_rejected}
-    _prepare("noise", input=input, output=output, convert=convert, flags=flags,
-             seed=seed, limit=limit, skip_invalid=skip_invalid, input_format=input_format, split=None,
-             workers=workers)
+    return Conversion(noise_converter(as_rejected, shared.seed), {"--as-rejected": as_rejected})
+
 
 from prefcli.cli import prepare_generate  # noqa: E402 (sample + judge-rank: its own module)
 

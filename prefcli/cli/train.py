@@ -96,6 +96,7 @@ def _print_summary(summary: dict) -> None:
         ("final reward accuracy", summary["final_accuracy"] if summary["final_accuracy"] is not None else "-"),
         ("examples / s", summary["examples_per_s"]),
         ("tokens / s", summary["tokens_per_s"]),
+        ("start-up (s)", summary["startup_seconds"]),
         ("train time (s)", summary["train_seconds"]),
         ("reference log-probs", summary["reference"]),
         ("truncated examples", truncated),

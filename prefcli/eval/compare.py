@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prefcli.data.readers import iter_rows
 from prefcli.errors import ConfigError, DataError
 
 # results.json fields that must agree for the two runs to be paired
@@ -51,21 +52,14 @@ def load_run(run_dir: str | Path) -> RunScores:
     if not isinstance(results, dict):
         raise DataError(results_file, None, "expected a JSON object")
     items: dict[str, tuple[float, float]] = {}
-    with judgments_file.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(judgments_file, line_number, f"not valid JSON: {error.msg}") from None
-            score, weight = row.get("model_score"), row.get("weight") or 0
-            if row.get("status") == "failed" or score is None or not weight:
-                continue
-            if not isinstance(score, (int, float)) or not math.isfinite(score):
-                raise DataError(judgments_file, line_number, f"not a finite number: {score!r}", field="model_score")
-            total, weights = items.get(row["instruction"], (0.0, 0.0))
-            items[row["instruction"]] = (total + float(score) * weight, weights + weight)
+    for line_number, row in iter_rows(judgments_file):
+        score, weight = row.get("model_score"), row.get("weight") or 0
+        if row.get("status") == "failed" or score is None or not weight:
+            continue
+        if not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise DataError(judgments_file, line_number, f"not a finite number: {score!r}", field="model_score")
+        total, weights = items.get(row["instruction"], (0.0, 0.0))
+        items[row["instruction"]] = (total + float(score) * weight, weights + weight)
     return RunScores(run_dir, results, items)
 
 

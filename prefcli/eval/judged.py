@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefcli import __version__
@@ -29,13 +29,14 @@ from prefcli.errors import ConfigError
 from prefcli.eval import items as items_lib
 from prefcli.eval.items import EvalItem
 from prefcli.eval.judges import DEMO_LABEL, judge_kind, make_judge
-from prefcli.eval.length_control import average_lengths, length_controlled_winrate, read_difficulty
-from prefcli.eval.model_outputs import GenerationSettings, generate_model_outputs
-from prefcli.eval.paths import check_output_dir, check_utf8
+from prefcli.eval.length_control import average_lengths, length_controlled_winrate, read_difficulty_table
+from prefcli.eval.model_outputs import generate_model_outputs, generation_record
+from prefcli.eval.paths import check_output_dir
 from prefcli.eval.protocols import Protocol, load_protocol
 from prefcli.eval.run import JudgmentResult, judge_all_async, judgment_rows, plan_judgments, summarize
 from prefcli.eval.store import JudgmentStore, acquire_store_lock
 from prefcli.eval.usage import usage_summary
+from prefcli.generate import GenerationParams
 from prefcli.hub import looks_like_hub_id
 
 PROTOCOL_VERSIONS = {"v0.1": "arena", "v2.0": "arena-v2"}
@@ -66,7 +67,7 @@ class JudgedEvalSettings:
     store: Path | None = None
     limit: int | None = None
     bootstrap_rounds: int = 1000
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    generation: GenerationParams = field(default_factory=GenerationParams)
     strict: bool = False  # refuse instructions without a model output or a reference output
     price_in: float | None = None  # USD per million prompt tokens
     price_out: float | None = None  # USD per million completion tokens
@@ -148,12 +149,6 @@ def check_settings(settings: JudgedEvalSettings) -> Protocol:
     check_output_dir(settings.output)
     if settings.store is not None and settings.store.is_dir():
         raise ConfigError(f"--store {settings.store}: is a directory, expected a file path")
-    if settings.outputs is not None:
-        check_utf8(settings.outputs)
-    if settings.instructions is not None:
-        check_utf8(settings.instructions)
-    if settings.lc_difficulty is not None:
-        check_utf8(settings.lc_difficulty)
     return load_protocol(protocol_name, judge_prompt=settings.judge_prompt)
 
 
@@ -174,6 +169,8 @@ def collect_inputs(settings: JudgedEvalSettings, protocol: Protocol,
         instruction_rows = instruction_rows[:settings.limit]
     instructions = None if instruction_rows is None else [row.text for row in instruction_rows]
     reference, reference_source = _load_reference(settings.reference, protocol)
+    difficulty_table = (read_difficulty_table(settings.lc_difficulty)  # every input file read before generating
+                        if settings.lc_difficulty is not None else None)
     reused = None
     if settings.model is not None:
         outputs_file = settings.output / "outputs.json"
@@ -188,8 +185,8 @@ def collect_inputs(settings: JudgedEvalSettings, protocol: Protocol,
                                   reference_source=reference_source, strict=settings.strict, warn=left_out.append)
     if settings.limit:
         items = items[:settings.limit]
-    difficulty = (read_difficulty(settings.lc_difficulty, [item.instruction for item in items])
-                  if settings.lc_difficulty is not None else None)
+    difficulty = (difficulty_table.for_items([item.instruction for item in items])
+                  if difficulty_table is not None else None)
     return EvalInputs(protocol, items, outputs_source, reference_source, reused, difficulty,
                       left_out[0] if left_out else None)
 
@@ -223,7 +220,7 @@ async def evaluate_judged(settings: JudgedEvalSettings, inputs: EvalInputs, *, j
         "judge_note": DEMO_LABEL if is_demo else None,
         "model": str(settings.model) if settings.model is not None else items[0].generator if items else None,
         "reference": items[0].reference_generator if items else None,
-        "generation": asdict(settings.generation) if settings.model is not None else None,
+        "generation": generation_record(settings.generation) if settings.model is not None else None,
         "max_failed_frac": settings.max_failed_frac,
         "store": str(settings.store_path),
         "prefcli_version": __version__,
@@ -316,7 +313,6 @@ def _load_reference(reference: str | None, protocol: Protocol) -> tuple[dict, st
     if reference is not None and Path(reference).is_dir():
         return items_lib.read_category_references(reference, protocol.baselines), str(reference)
     if reference is not None and (Path(reference).exists() or not looks_like_hub_id(reference)):
-        check_utf8(reference)
         return items_lib.read_outputs(reference), str(reference)
     spec = {"id": reference, "split": "train"} if reference is not None else protocol.reference_hub
     if not spec:

@@ -27,8 +27,10 @@ preferences, lengths and difficulties (tests/test_length_control.py checks this)
 from __future__ import annotations
 
 import csv
+import io
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefcli.errors import DataError
@@ -82,15 +84,43 @@ def length_controlled_winrate(preferences: list[float | None], model_lengths: li
     return result
 
 
-def read_difficulty(path: str | Path, instructions: list[str]) -> list[float]:
-    """Per-item instruction difficulty from a CSV: with an ``instruction`` column, matched by text; otherwise the
-    first column is the item's 0-based position in the instruction set (alpaca_eval's ``instruction_difficulty.csv``
-    indexes the AlpacaEval set this way) and the column ``instruction_difficulty`` (or the second) the value."""
+@dataclass(frozen=True)
+class DifficultyTable:
+    """A difficulty CSV, read and checked: values keyed by instruction text (column ``instruction``) or by the
+    item's 0-based position (the first column)."""
+
+    path: Path
+    key_column: str
+    values: dict[str, float]
+
+    def for_items(self, instructions: list[str]) -> list[float]:
+        """The difficulty of each instruction, in order; one without a value is a ``DataError``."""
+        by_text = self.key_column == "instruction"
+        values = []
+        for position, instruction in enumerate(instructions):
+            key = instruction if by_text else str(position)
+            if key not in self.values:
+                what = f"instruction {instruction[:60]!r}" if by_text else f"item {position}"
+                raise DataError(self.path, None, f"no difficulty for {what}", field=self.key_column)
+            values.append(self.values[key])
+        return values
+
+
+def read_difficulty_table(path: str | Path) -> DifficultyTable:
+    """Per-instruction difficulty from a CSV: with an ``instruction`` column, keyed by text; otherwise the first
+    column is the item's 0-based position in the instruction set (alpaca_eval's ``instruction_difficulty.csv``
+    indexes the AlpacaEval set this way) and the column ``instruction_difficulty`` (or the last) the value."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, "file not found", field="--lc-difficulty")
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_start = data.rfind(b"\n", 0, error.start) + 1
+        raise DataError(path, data.count(b"\n", 0, error.start) + 1, f"not valid UTF-8 (byte "
+                        f"0x{data[error.start]:02x} at byte {error.start - line_start + 1} of the line)") from None
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     if not rows:
         raise DataError(path, None, "no rows")
     columns = list(rows[0])
@@ -105,14 +135,12 @@ def read_difficulty(path: str | Path, instructions: list[str]) -> list[float]:
         if not math.isfinite(value):
             raise DataError(path, line, f"not a finite number: {row[value_column]!r}", field=value_column)
         table[str(row[key_column]).strip() if key_column != "instruction" else row[key_column]] = value
-    values = []
-    for position, instruction in enumerate(instructions):
-        key = instruction if key_column == "instruction" else str(position)
-        if key not in table:
-            what = f"instruction {instruction[:60]!r}" if key_column == "instruction" else f"item {position}"
-            raise DataError(path, None, f"no difficulty for {what}", field=key_column)
-        values.append(table[key])
-    return values
+    return DifficultyTable(path, key_column, table)
+
+
+def read_difficulty(path: str | Path, instructions: list[str]) -> list[float]:
+    """The difficulty of each of ``instructions`` from the CSV at ``path`` (see :func:`read_difficulty_table`)."""
+    return read_difficulty_table(path).for_items(instructions)
 
 
 def average_lengths(model_outputs: list[str], reference_outputs: list[str]) -> dict:

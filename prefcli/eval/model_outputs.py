@@ -6,28 +6,27 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from prefcli.data.atomic import write_json
 from prefcli.data.sidecar import sidecar_path, write_sidecar
+from prefcli.errors import ConfigError
 from prefcli.eval.items import read_outputs
-from prefcli.generate import generate_outputs
+from prefcli.generate import GenerationParams, generate_outputs
 
 
-@dataclass(frozen=True)
-class GenerationSettings:
-    max_new_tokens: int = 512
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    batch_size: int = 8
-    seed: int = 0
-    backend: str = "hf"  # hf or vllm
+def generation_record(generation: GenerationParams) -> dict:
+    """The decoding values that decide one output per instruction, as saved outputs' sidecars and ``results.json``
+    record them (the keys they had before ``GenerationParams`` was used here, so earlier outputs are reused)."""
+    values = asdict(generation)
+    del values["num_return_sequences"]
+    return values
 
 
 def weights_identity(model_path: str | Path) -> dict:
     """The model's path and a cheap fingerprint of its files (names, sizes, mtimes, config.json)."""
-    from prefcli.train.reference import model_fingerprint  # imports torch; only needed once a model is in play
+    from prefcli.train.reference_cache import model_fingerprint  # imports torch; only needed once a model is in play
 
     path = Path(model_path)
     return {"model": str(path.resolve()) if path.exists() else str(model_path),
@@ -35,12 +34,14 @@ def weights_identity(model_path: str | Path) -> dict:
 
 
 def generate_model_outputs(model_path: str | Path, instructions: list[str], outputs_file: Path, *,
-                           generation: GenerationSettings, progress: Callable[[int], None] | None = None
+                           generation: GenerationParams, progress: Callable[[int], None] | None = None
                            ) -> tuple[dict[str, tuple[str, str]], bool]:
     """Outputs of ``model_path`` for ``instructions`` (one user turn each), saved to ``outputs_file``. Returns
     ``(instruction -> (output, generator), reused)``."""
+    if generation.num_return_sequences != 1:
+        raise ConfigError("num_return_sequences: model outputs are one reply per instruction; use 1")
     generator = Path(str(model_path).rstrip("/")).name or str(model_path)
-    fingerprint = {**weights_identity(model_path), "generation": asdict(generation),
+    fingerprint = {**weights_identity(model_path), "generation": generation_record(generation),
                    "instructions_sha256": hashlib.sha256(json.dumps(instructions).encode()).hexdigest()}
     meta_file = sidecar_path(outputs_file)
     if outputs_file.is_file() and meta_file.is_file():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefcli.errors import ConfigError, DataError
+from prefcli.errors import ConfigError
 
 
 def _blocking_file(path: Path) -> Path | None:
@@ -47,17 +47,3 @@ def check_output_file(path: str | Path, flag: str = "--output", *, inputs: dict[
             raise ConfigError(f"{flag} {path}: is inside the {other_flag} directory; writing it would change the "
                               "input")
     return path
-
-
-def check_utf8(path: str | Path) -> None:
-    """Refuse a file whose bytes are not UTF-8, naming the first bad line."""
-    path = Path(path)
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise DataError(path, line, f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
-                        ) from None

@@ -11,26 +11,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefcli.errors import DataError
+from prefcli.data.readers import iter_rows
 from prefcli.eval.style_control import Battle, style_controlled_scores
 
 
 def _battles(judgments_file: Path, name: str) -> list[Battle] | None:
     battles = []
-    with judgments_file.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(judgments_file, line_number, f"not valid JSON: {error.msg}") from None
-            if row.get("status") not in ("ok", "identical") or row.get("model_score") is None:
-                continue
-            if not isinstance(row.get("model_style"), dict) or not isinstance(row.get("reference_style"), dict):
-                return None
-            battles.extend([Battle(name, float(row["model_score"]), row["model_style"], row["reference_style"])]
-                           * int(row.get("weight") or 1))
+    for _, row in iter_rows(judgments_file):
+        if row.get("status") not in ("ok", "identical") or row.get("model_score") is None:
+            continue
+        if not isinstance(row.get("model_style"), dict) or not isinstance(row.get("reference_style"), dict):
+            return None
+        battles.extend([Battle(name, float(row["model_score"]), row["model_style"], row["reference_style"])]
+                       * int(row.get("weight") or 1))
     return battles
 
 

@@ -74,8 +74,8 @@ class AOTLoss(PreferenceLoss):
             own = slice(0, upper.shape[0])
         delta = (sort_values(upper, self.sort, self.temperature) - sort_values(lower, self.sort, self.temperature))
         losses = aot_objective(delta, self.objective, self.beta, self.label_smoothing)[own]
-        metrics = {f"{self.name}/dominance_violation": float((delta.detach() < 0).float().mean()),
-                   f"{self.name}/sorted_batch_size": float(delta.shape[0])}
+        metrics = {f"{self.name}/dominance_violation": (delta.detach() < 0).float().mean(),
+                   f"{self.name}/sorted_batch_size": torch.tensor(float(delta.shape[0]))}
         return losses, self.beta * batch.chosen_logratios, self.beta * batch.rejected_logratios, metrics
 
 

@@ -49,5 +49,5 @@ class BCOPairLoss(PreferenceLoss):
         rejected_rewards = self.beta * batch.rejected_logratios
         delta = self.reward_shift(chosen_rewards.detach(), rejected_rewards.detach())
         losses = -log_sigmoid(chosen_rewards - delta) - log_sigmoid(-(rejected_rewards - delta))
-        metrics = {"bco/reward_shift": float(delta)} if self.running_mean_shift else {}
+        metrics = {"bco/reward_shift": torch.as_tensor(delta).detach()} if self.running_mean_shift else {}
         return losses, chosen_rewards, rejected_rewards, metrics

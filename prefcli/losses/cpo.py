@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
-from prefcli.losses.functional import negative_log_likelihood, smoothed_logistic
+from prefcli.losses.functional import NLL_AVERAGES, chosen_nll, smoothed_logistic
 
 
 @register_loss
@@ -11,19 +11,23 @@ class CPOLoss(PreferenceLoss):
     r"""Contrastive Preference Optimization (Xu et al., 2024, arXiv:2401.08417, eq. 3 + NLL), as TRL's CPOTrainer
     with ``loss_type="sigmoid"``. No reference model; rewards are ``beta * log pi(y|x)`` (summed log-probs)::
 
-        loss = -(1 - eps) * log sigmoid(beta * (log pi(y_w) - log pi(y_l)))
-               - eps * log sigmoid(-beta * (log pi(y_w) - log pi(y_l)))
-               + alpha * (-log pi(y_w|x) / |y_w|)
+        loss = mean_i [ -(1 - eps) * log sigmoid(beta * (log pi(y_w,i) - log pi(y_l,i)))
+                        - eps * log sigmoid(-beta * (log pi(y_w,i) - log pi(y_l,i))) ]
+               + alpha * NLL
 
-    Defaults as TRL: ``beta = 0.1``, ``alpha = 1.0`` (``cpo_alpha``). The NLL is token-averaged per sequence;
-    it needs ``chosen_lengths`` when ``alpha > 0``.
+    ``NLL`` with ``nll_average="tokens"`` (default, TRL's cross-entropy over the batch's chosen tokens):
+    ``-sum_i log pi(y_w,i|x_i) / sum_i |y_w,i|``; with ``"sequences"``: ``mean_i(-log pi(y_w,i|x_i) / |y_w,i|)``
+    (the paper's per-sequence average; the two agree when chosen completions have equal lengths).
+    Defaults as TRL: ``beta = 0.1``, ``alpha = 1.0`` (``cpo_alpha``). Needs ``chosen_lengths`` when ``alpha > 0``.
     """
 
     name = "cpo"
     paper = "Xu et al. 2024, CPO (arXiv:2401.08417)"
     formula = "-logσ(β(logπ(y_w) - logπ(y_l))) + α·(-logπ(y_w)/|y_w|)"
     hparam_specs = (beta_param(), label_smoothing_param(),
-                    HParam("alpha", 1.0, "weight of the chosen NLL (behaviour cloning) term", low=0.0))
+                    HParam("alpha", 1.0, "weight of the chosen NLL (behaviour cloning) term", low=0.0),
+                    HParam("nll_average", "tokens", "chosen NLL averaged over all chosen tokens of the batch "
+                           "(tokens, as TRL) or per sequence (sequences)", choices=NLL_AVERAGES))
     reference_free = True
     uses_lengths = True
 
@@ -33,7 +37,7 @@ class CPOLoss(PreferenceLoss):
         losses = smoothed_logistic(chosen_rewards - rejected_rewards, self.label_smoothing)
         metrics = {}
         if self.alpha:
-            nll = negative_log_likelihood(batch.policy_chosen, batch.lengths("chosen"))
+            nll = chosen_nll(batch.policy_chosen, batch.lengths("chosen"), self.nll_average)
             losses = losses + self.alpha * nll
-            metrics["cpo/nll"] = float(nll.detach().mean())
+            metrics["cpo/nll"] = nll.detach().mean()
         return losses, chosen_rewards, rejected_rewards, metrics

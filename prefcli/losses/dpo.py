@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
-from prefcli.losses.functional import negative_log_likelihood, smoothed_logistic
+from prefcli.losses.functional import NLL_AVERAGES, chosen_nll, smoothed_logistic
 
 
 @register_loss
@@ -16,6 +16,10 @@ class DPOLoss(PreferenceLoss):
         loss = -(1 - eps) * log sigmoid(beta * h) - eps * log sigmoid(-beta * h)
 
     ``eps = label_smoothing`` (0 gives plain DPO). Rewards: ``beta * rho``.
+
+    Note: TRL 1.16's ``DPOTrainer`` with ``loss_type="sigmoid"`` ignores ``label_smoothing`` (only its
+    ``robust``/``exo_pair``/``hinge``-family losses read it); prefcli implements the cDPO formula above, so with
+    ``label_smoothing > 0`` prefcli's ``dpo`` and TRL's ``sigmoid`` differ on purpose.
     """
 
     name = "dpo"
@@ -35,23 +39,26 @@ class RPOLoss(DPOLoss):
     r"""Reasoning / regularised preference optimization (Pang et al., 2024, "Iterative Reasoning Preference
     Optimization", arXiv:2404.19733): DPO plus a token-averaged negative log-likelihood of the chosen completion::
 
-        loss = DPO(h) + alpha * (-log pi_theta(y_w|x) / |y_w|)
+        loss = mean_i DPO(h_i) + alpha * NLL
 
-    TRL's ``rpo_alpha`` term; the paper uses ``alpha = 1``. The NLL is averaged per sequence (TRL averages over
-    all chosen tokens of the batch; the two agree when completions have equal lengths). Needs ``chosen_lengths``.
+    TRL's ``rpo_alpha`` / ``loss_type=["sigmoid", "sft"]`` term; the paper uses ``alpha = 1``. ``NLL`` with
+    ``nll_average="tokens"`` (default, as TRL): ``-sum_i log pi(y_w,i|x_i) / sum_i |y_w,i|`` over the batch's chosen
+    tokens; with ``"sequences"``: ``mean_i(-log pi(y_w,i|x_i) / |y_w,i|)``. Needs ``chosen_lengths``.
     """
 
     name = "rpo"
     paper = "Pang et al. 2024, Iterative Reasoning PO (arXiv:2404.19733)"
     formula = "DPO + α·(-log π(y_w)/|y_w|)"
     hparam_specs = (beta_param(), label_smoothing_param(),
-                    HParam("alpha", 1.0, "weight of the chosen completion's NLL term", low=0.0))
+                    HParam("alpha", 1.0, "weight of the chosen completion's NLL term", low=0.0),
+                    HParam("nll_average", "tokens", "chosen NLL averaged over all chosen tokens of the batch "
+                           "(tokens, as TRL) or per sequence (sequences)", choices=NLL_AVERAGES))
     uses_lengths = True
 
     def compute(self, batch: LogpsBatch):
         losses, chosen_rewards, rejected_rewards, metrics = super().compute(batch)
         if self.alpha:
-            nll = negative_log_likelihood(batch.policy_chosen, batch.lengths("chosen"))
+            nll = chosen_nll(batch.policy_chosen, batch.lengths("chosen"), self.nll_average)
             losses = losses + self.alpha * nll
-            metrics = {**metrics, "rpo/nll": float(nll.detach().mean())}
+            metrics = {**metrics, "rpo/nll": nll.detach().mean()}
         return losses, chosen_rewards, rejected_rewards, metrics

@@ -32,3 +32,19 @@ def mean_per_token(logps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 def negative_log_likelihood(logps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Per-example token-averaged NLL ``-log pi(y|x) / |y|`` (the behaviour-cloning term of CPO and RPO)."""
     return -logps / lengths
+
+
+#: How the chosen completions' NLL is averaged: over every chosen token of the batch (TRL's CPOTrainer and the
+#: DPOTrainer ``sft`` term), or per sequence and then over the batch.
+NLL_AVERAGES = ("tokens", "sequences")
+
+
+def chosen_nll(logps: torch.Tensor, lengths: torch.Tensor, average: str) -> torch.Tensor:
+    """The behaviour-cloning NLL as a per-example [B] tensor whose mean is the batch's NLL term:
+
+    - ``tokens`` (TRL): ``-sum_i log pi(y_i|x_i) / sum_i |y_i|``, the same value for every example;
+    - ``sequences``: ``-log pi(y_i|x_i) / |y_i|`` per example (long and short completions weigh the same).
+    """
+    if average == "tokens":
+        return (-logps.sum() / lengths.sum()).expand(logps.shape[0])
+    return negative_log_likelihood(logps, lengths)

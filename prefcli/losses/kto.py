@@ -20,10 +20,14 @@ class KTOLoss(PreferenceLoss):
 
     so ``losses.mean()`` equals TRL's mean over the 2B concatenated examples.
 
-    Reference point: the caller supplies the log-probs of mismatched pairs (prompt_i, completion_{i+1}) as
-    ``policy_kl_logps`` and ``reference_kl_logps`` ([B] each) and ``z = max(0, mean(policy_kl - reference_kl))``
-    is computed here from this batch, detached, as in TRL and the paper (TRL additionally averages the mean over
-    processes before clamping). Without them, ``z = 0``. ``kto/kl`` in the metrics reports ``z``.
+    Reference point: the caller supplies the log-probs of mismatched pairs (prompt_i, completion of another
+    record) as ``policy_kl_logps`` and ``reference_kl_logps`` ([M] each) and ``z = max(0, mean(policy_kl -
+    reference_kl))`` is computed here from this batch, detached, as in TRL and the paper (TRL additionally averages
+    the mean over processes before clamping). Without them, ``z = 0``. ``kto/kl`` in the metrics reports ``z``.
+
+    ``kl_pairs`` tells the trainer how many mismatched pairs to score: ``all`` (default, as TRL 1.16, which cycles
+    every completion of the batch by one: M = 2B) or ``half`` (M = B, alternating desirable and undesirable
+    prompts: half the extra no-grad forward, a noisier estimate of ``z``).
     """
 
     name = "kto"
@@ -33,7 +37,9 @@ class KTOLoss(PreferenceLoss):
                     HParam("desirable_weight", 1.0, "lambda_D, weight of desirable examples", low=0.0,
                            low_open=True),
                     HParam("undesirable_weight", 1.0, "lambda_U, weight of undesirable examples", low=0.0,
-                           low_open=True))
+                           low_open=True),
+                    HParam("kl_pairs", "all", "mismatched pairs for the reference point z: all (2B, as TRL) or half "
+                           "(B)", choices=("all", "half")))
     extra_inputs = ("policy_kl_logps", "reference_kl_logps")
     unpaired = True
     needs_kl_pairs = True
@@ -47,7 +53,7 @@ class KTOLoss(PreferenceLoss):
             raise ValueError("loss 'kto' needs both policy_kl_logps and reference_kl_logps (or neither, for z = 0)")
         if policy_kl.shape != reference_kl.shape or policy_kl.dim() != 1:
             raise ValueError(f"loss 'kto': policy_kl_logps {list(policy_kl.shape)} and reference_kl_logps "
-                             f"{list(reference_kl.shape)} must both have shape [B]")
+                             f"{list(reference_kl.shape)} must both have shape [M]")
         return (policy_kl - reference_kl).mean().detach().clamp(min=0)
 
     def compute(self, batch: LogpsBatch):
@@ -56,4 +62,4 @@ class KTOLoss(PreferenceLoss):
         desirable = self.desirable_weight * (1 - torch.sigmoid(self.beta * (chosen_logratios - kl)))
         undesirable = self.undesirable_weight * (1 - torch.sigmoid(self.beta * (kl - rejected_logratios)))
         losses = (desirable + undesirable) / 2
-        return (losses, self.beta * chosen_logratios, self.beta * rejected_logratios, {"kto/kl": float(kl)})
+        return (losses, self.beta * chosen_logratios, self.beta * rejected_logratios, {"kto/kl": kl})

@@ -73,6 +73,6 @@ class MCPOLoss(CandidateLoss):
                 else:
                     indices = extreme_draws(weights, mask, self.negatives, largest=self.sampler == "max")
             top = weights.argmax(dim=1, keepdim=True)
-            metrics = {"mcpo/weight_entropy": float(weight_entropy(weights, mask).mean()),
-                       "mcpo/top_hit_rate": float((indices == top).double().mean())}
+            metrics = {"mcpo/weight_entropy": weight_entropy(weights, mask).mean().detach(),
+                       "mcpo/top_hit_rate": (indices == top).double().mean()}
             return indices, metrics

@@ -39,5 +39,5 @@ class SimPOLoss(PreferenceLoss):
         if self.alpha:
             nll = negative_log_likelihood(batch.policy_chosen, batch.lengths("chosen"))
             losses = losses + self.alpha * nll
-            metrics["simpo/nll"] = float(nll.detach().mean())
+            metrics["simpo/nll"] = nll.detach().mean()
         return losses, chosen_rewards, rejected_rewards, metrics

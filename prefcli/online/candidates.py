@@ -145,7 +145,7 @@ def weights_checksum(model) -> str | None:
     hub id."""
     if not Path(str(model)).is_dir():
         return None
-    from prefcli.train.reference import model_fingerprint
+    from prefcli.train.reference_cache import model_fingerprint
 
     return model_fingerprint(str(model))
 

@@ -5,8 +5,10 @@ Before segment ``k``, the policy as it is at that point (segment 1: the initial 
 final weights) samples completions for chunk ``k``, the judge ranks them (``prefcli.online.candidates``), and the
 segment trains on those records with the chosen loss — ``mcpo`` for OnMC-PO, ``dpo`` on the records' random
 ``rejected`` for online DPO — starting from the previous segment's weights. The reference model stays the initial
-policy throughout. Each segment is a ``prefcli.train.train`` job of its own: a fresh optimizer and learning-rate
-schedule per segment, as in iterative / batched online DPO.
+policy throughout. Each segment is a ``prefcli.train.train`` job of its own, but by default they form one run, as
+the MC-PO paper describes it (App. B.1): one warmup + decay schedule over all segments' steps, and the optimizer
+state carried from one segment to the next. ``restart_schedule: true`` gives each segment a fresh optimizer and
+schedule instead, as in iterative / batched online DPO.
 
 Layout of OUTPUT::
 
@@ -159,7 +161,8 @@ def run_online(config, *, api_key: str | None = None, progress: Progress | None 
                                                min_candidates, progress)
                 generated.append(plan.index)
             trained.append(plan.index)
-            summary = _train_segment(config, plan, policy, reference_model, data_path, label, progress)
+            summary = _train_segment(config, plan, policy, reference_model, data_path, label, progress,
+                                     None if config.online.restart_schedule else sum(p.steps for p in plans))
             done = {"segment": plan.index, "steps": plan.steps, "step_offset": plan.step_offset,
                     "policy": str(policy), "final_model": summary["final_model"],
                     "final_loss": summary["final_loss"], "train_seconds": summary["train_seconds"],
@@ -263,7 +266,9 @@ def _generate_segment(config, plan: SegmentPlan, policy: str, data_path: Path, s
 
 
 def _train_segment(config, plan: SegmentPlan, policy: str, reference_model: str, data_path: Path, label: str,
-                   progress) -> dict:
+                   progress, schedule_steps: int | None) -> dict:
+    """Train one segment; with ``schedule_steps`` (one run across segments) its schedule is that run's, from the
+    segment's offset, and its optimizer starts from the state the previous segment saved after its last step."""
     from prefcli.train import train
     from prefcli.train.checkpoint import latest_checkpoint
 
@@ -274,12 +279,30 @@ def _train_segment(config, plan: SegmentPlan, policy: str, reference_model: str,
     segment_config = dataclasses.replace(
         config, model=str(policy), ref_model=config.ref_model if plan.index == 1 else reference_model,
         data=str(data_path), output=str(run_dir), max_steps=plan.steps, resume=resume, online=None)
+    part = None
+    if schedule_steps is not None:
+        from prefcli.train.setup import RunPart
+
+        previous = plan.directory.parent / str(plan.index - 1) / "model"
+        part = RunPart(schedule_steps, plan.step_offset,
+                       init_optimizer=None if plan.index == 1 else str(_last_checkpoint(previous)))
     on_progress = None
     if progress is not None:
         def on_progress(phase: str, done: int, total: int | None = None, metrics: dict | None = None) -> None:
             progress(f"{label}: {phase}", done, total, metrics or {})
 
-    return train(segment_config, progress=on_progress)
+    return train(segment_config, progress=on_progress, part=part)
+
+
+def _last_checkpoint(run_dir: Path) -> Path:
+    """The previous segment's final checkpoint (its optimizer state)."""
+    from prefcli.train.checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise ConfigError(f"{run_dir}: the previous segment saved no optimizer state (a run from before segments "
+                          "shared one schedule); set restart_schedule: true to continue it")
+    return found[1]
 
 
 def _read_json(path: Path):

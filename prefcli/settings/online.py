@@ -68,6 +68,9 @@ class OnlineSettings:
     (``sampling:``, ``judging:``) or flat (every key is unique, so ``online: {judge: rule:length}`` works)."""
 
     segments: int = setting(3, "Training segments; candidates are regenerated before each.", low=1)
+    restart_schedule: bool = setting(False, "Give each segment its own optimizer and learning-rate schedule "
+                                            "(iterative online DPO) instead of one schedule and optimizer state "
+                                            "across segments (MC-PO paper, App. B.1).")
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     judging: JudgeSettings = field(default_factory=JudgeSettings)
 

@@ -87,6 +87,8 @@ class TrainSettings:
     ref_cache_dir: str | None = setting(None, "Where reference log-probs, the data index and token ids are cached.",
                                         directory=True,
                                         resumable=True, default_text="<data dir>/.prefcli-cache")
+    ref_rows: str = setting("reached", "Precompute reference log-probs for the examples the run reaches (reached) "
+                                       "or for every example (all).", choices=("reached", "all"), resumable=True)
 
     # saving, logging, resuming
     save_every: int = setting(0, "Checkpoint every N optimizer steps (0: only the final model).", low=0,

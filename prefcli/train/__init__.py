@@ -8,11 +8,11 @@ the accelerate loop, checkpoints and exact resume.
 from prefcli.train.config import TrainConfig, load_config
 
 
-def train(config, progress=None) -> dict:
+def train(config, progress=None, part=None) -> dict:
     """Run one training job (see ``prefcli.train.loop.train``); imported lazily to keep ``import prefcli`` light."""
     from prefcli.train.loop import train as run
 
-    return run(config, progress=progress)
+    return run(config, progress=progress, part=part)
 
 
 __all__ = ["TrainConfig", "load_config", "train"]

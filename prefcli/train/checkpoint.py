@@ -59,6 +59,9 @@ def save_checkpoint(accelerator, output: str | Path, step: int, trainer_state: d
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        # the files accelerate wrote, with their sizes: a resume refuses a checkpoint that lost one
+        files = {str(path.relative_to(tmp)): path.stat().st_size for path in sorted(tmp.rglob("*")) if path.is_file()}
+        trainer_state = {**trainer_state, "files": files}
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2) + "\n", encoding="utf-8")
         with open(tmp / COMPLETE, "w", encoding="utf-8") as marker:
             marker.write(f"{step}\n")

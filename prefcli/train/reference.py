@@ -1,96 +1,86 @@
-"""Reference log-probs, computed once before training and cached on disk.
+"""Reference log-probs, whatever their source: one object, one method.
 
-When the reference model is frozen (it always is here) its log-probs of every completion never change, so they
-are computed in one no-grad pass before the first step and no reference model stays in memory while training.
-The cache file is keyed by the reference model's fingerprint, the data file's checksum, the tokenization limits
-and the compute dtype: a later run with the same inputs (another loss, learning rate or seed) reuses it.
+``Reference.logps(indices, picks)`` returns ``log pi_ref(completion | prompt)`` of completions ``picks[i]`` of
+example ``indices[i]`` as a float32 ``[len(indices), k]`` tensor. Where the numbers come from is the mode:
+
+- ``cached`` (the default, ``precompute_ref``): the reference is frozen, so its log-probs never change. They are
+  scored with no grad before the first step, for the examples the run's steps reach (the batch order is a pure
+  function of the step, so they are known in advance; ``ref_rows: all`` scores every example), kept in a table,
+  and added to an on-disk :class:`~prefcli.train.reference_cache.ReferenceCache`: a longer rerun or a resumed run
+  scores only what no earlier run did. No reference model stays in memory while training.
+- ``model``: a separate frozen reference model (``--ref-model`` without precompute) scores each batch.
+- ``adapter off``: a LoRA policy with its adapter disabled is the initial policy; it scores each batch.
+- ``copy``: a frozen copy of the initial policy scores each batch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import pickle
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from prefcli.data.atomic import atomic_path
-from prefcli.data.sidecar import file_checksum
 from prefcli.train.collate import collate
+from prefcli.train.reference_cache import ReferenceCache
 from prefcli.train.tokenize import Example
 
-CACHE_VERSION = 2  # 2: completions end with the chat template's end of turn
+#: Examples scored between two cache shards: what a killed run can lose at most.
+SHARD_EXAMPLES = 1024
 
 
-def model_fingerprint(name_or_path: str) -> str:
-    """A cheap identity of a model: its files' names, sizes and mtimes plus config.json (local), or its hub
-    snapshot (commit) when it was downloaded, or else its id."""
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
-        with contextlib.suppress(Exception):
-            from huggingface_hub import snapshot_download
-
-            path = Path(snapshot_download(name_or_path, local_files_only=True))
-    if not path.is_dir():
-        return f"hub:{name_or_path}"
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        stat = file.stat()
-        digest.update(f"{file.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    config = path / "config.json"
-    if config.is_file():
-        digest.update(config.read_bytes())
-    return f"sha256:{digest.hexdigest()}"
+def full_rows(scorer) -> bool:
+    """Whether ``scorer`` (maybe wrapped by accelerate) needs full prompt + completion rows."""
+    return not getattr(scorer, "module", scorer).uses_shared_prompt()
 
 
-def cache_key(reference: str, data_path: str | Path, layout: str, max_length: int, max_prompt_length: int,
-              dtype: str) -> str:
-    fields = {"version": CACHE_VERSION, "model": model_fingerprint(reference), "data": file_checksum(data_path),
-              "layout": layout, "max_length": max_length, "max_prompt_length": max_prompt_length, "dtype": dtype}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+class Reference:
+    """Reference log-probs from a table (``cached``) or from a frozen scorer run on each batch."""
+
+    def __init__(self, mode: str, examples: list[Example], pad_id: int, device, *,
+                 table: dict[int, torch.Tensor] | None = None, scorer=None, context=contextlib.nullcontext,
+                 autocast=contextlib.nullcontext):
+        self.mode = mode
+        self.examples = examples
+        self.pad_id = pad_id
+        self.device = device
+        self.table = table
+        self.scorer = scorer
+        self.context = context
+        self.autocast = autocast
+
+    def logps(self, indices: list[int], picks: list[list[int]]) -> torch.Tensor:
+        """Reference log-probs of completions ``picks[i]`` of example ``indices[i]`` ([len, k] float32)."""
+        if self.table is not None:
+            rows = [self.table[index][chosen] for index, chosen in zip(indices, picks)]
+            return torch.stack(rows).to(self.device)
+        batch_rows = [(position, self.examples[index].scored()[pick])
+                      for position, (index, chosen) in enumerate(zip(indices, picks)) for pick in chosen]
+        batch = collate([self.examples[index].prompt for index in indices], batch_rows, self.pad_id,
+                        full=full_rows(self.scorer)).to(self.device)
+        with torch.no_grad(), self.context(), self.autocast():
+            logps = self.scorer(batch).float()
+        return logps.view(len(indices), -1)
 
 
 @dataclass
-class ReferenceLogps:
-    """Per example, the reference log-prob of each of its completions (ragged, stored flat)."""
+class CacheReport:
+    path: str
+    loaded: int = 0        # examples found in the cache
+    scored: int = 0        # examples scored by this run
+    seconds: float = 0.0
 
-    offsets: torch.Tensor  # [E + 1]
-    values: torch.Tensor   # [total completions] float32
-
-    def of(self, example: int) -> torch.Tensor:
-        return self.values[self.offsets[example]:self.offsets[example + 1]]
-
-    @classmethod
-    def from_lists(cls, per_example: list[list[float]]) -> ReferenceLogps:
-        counts = torch.tensor([0] + [len(values) for values in per_example], dtype=torch.long)
-        flat = [value for values in per_example for value in values]
-        return cls(torch.cumsum(counts, 0), torch.tensor(flat, dtype=torch.float32))
-
-
-def load_cache(path: Path, key: str, num_examples: int) -> ReferenceLogps | None:
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):
-        return None  # a damaged cache is recomputed, not trusted
-    if not isinstance(state, dict) or state.get("key") != key or len(state["offsets"]) != num_examples + 1:
-        return None
-    return ReferenceLogps(state["offsets"], state["values"])
-
-
-def save_cache(path: Path, key: str, reference: ReferenceLogps) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"key": key, "offsets": reference.offsets, "values": reference.values}, tmp)
+    @property
+    def hit(self) -> bool:
+        return self.scored == 0
 
 
 @torch.no_grad()
 def score_examples(scorer, examples: list[Example], indices: list[int], examples_per_batch: int, pad_id: int,
-                   device, autocast=contextlib.nullcontext, full_rows: bool = False,
-                   progress=None) -> dict[int, list[float]]:
+                   device, autocast=contextlib.nullcontext, full: bool = False,
+                   progress: Callable[[int], None] | None = None) -> dict[int, list[float]]:
     """Log-probs of every completion of ``examples[indices]``, batched by similar length (least padding)."""
     order = sorted(indices, key=lambda i: len(examples[i].prompt) + max(len(c) for c in examples[i].scored()))
     results: dict[int, list[float]] = {}
@@ -98,7 +88,7 @@ def score_examples(scorer, examples: list[Example], indices: list[int], examples
         chunk = order[start:start + examples_per_batch]
         rows = [(position, completion) for position, index in enumerate(chunk)
                 for completion in examples[index].scored()]
-        batch = collate([examples[index].prompt for index in chunk], rows, pad_id, full=full_rows).to(device)
+        batch = collate([examples[index].prompt for index in chunk], rows, pad_id, full=full).to(device)
         with autocast():
             logps = scorer(batch).float().cpu().tolist()
         cursor = 0
@@ -111,17 +101,56 @@ def score_examples(scorer, examples: list[Example], indices: list[int], examples
     return results
 
 
-def precompute(scorer, examples: list[Example], examples_per_batch: int, pad_id: int, device, *,
-               process_index: int = 0, num_processes: int = 1, autocast=contextlib.nullcontext,
-               full_rows: bool = False, progress=None) -> ReferenceLogps:
-    """Reference log-probs of every example; with several processes each scores a share and all gather."""
-    mine = list(range(process_index, len(examples), num_processes))
-    share = -(-len(examples) // num_processes)
-    mine += mine[:1] * (share - len(mine))  # same batch count everywhere: sharded engines call in lockstep
-    results = score_examples(scorer, examples, mine, examples_per_batch, pad_id, device, autocast, full_rows,
-                             progress)
-    if num_processes > 1:
-        gathered: list = [None] * num_processes
-        torch.distributed.all_gather_object(gathered, results)
-        results = {index: values for part in gathered for index, values in part.items()}
-    return ReferenceLogps.from_lists([results[index] for index in range(len(examples))])
+@dataclass
+class Scoring:
+    """How to score missing examples: the scorer (built only when something is missing), batch size, processes."""
+
+    make_scorer: Callable[[], object]
+    examples_per_batch: int
+    pad_id: int
+    device: object
+    process_index: int = 0
+    num_processes: int = 1
+    is_main: bool = True
+    autocast: Callable = contextlib.nullcontext
+
+
+def fill_table(cache: ReferenceCache, examples: list[Example], needed: list[int], scoring: Scoring,
+               progress: Callable[[int, int], None] | None = None) -> tuple[dict[int, torch.Tensor], CacheReport]:
+    """The reference log-probs of ``needed`` examples: loaded from ``cache``, the missing ones scored (each process
+    a share, all gathered) and added to the cache one shard at a time."""
+    started = time.perf_counter()
+    table = cache.load(len(examples))
+    missing = sorted(set(needed) - table.keys())
+    report = CacheReport(str(cache.directory), loaded=len(set(needed)) - len(missing), scored=len(missing))
+    if missing:
+        scorer = scoring.make_scorer()
+        was_training = getattr(scorer, "training", False)
+        scorer.eval()
+        full = full_rows(scorer)
+        share_total = sum(math.ceil(len(missing[s:s + SHARD_EXAMPLES]) / scoring.num_processes)
+                          for s in range(0, len(missing), SHARD_EXAMPLES))
+        done = [0]
+
+        def advance(count: int) -> None:
+            done[0] += count
+            if progress is not None and scoring.is_main:
+                progress(done[0], share_total)
+
+        for start in range(0, len(missing), SHARD_EXAMPLES):
+            shard = missing[start:start + SHARD_EXAMPLES]
+            mine = shard[scoring.process_index::scoring.num_processes]
+            share = math.ceil(len(shard) / scoring.num_processes)
+            mine += [shard[0]] * (share - len(mine))  # same batch count everywhere: sharded engines call in lockstep
+            scored = score_examples(scorer, examples, mine, scoring.examples_per_batch, scoring.pad_id,
+                                    scoring.device, scoring.autocast, full, advance)
+            if scoring.num_processes > 1:
+                gathered: list = [None] * scoring.num_processes
+                torch.distributed.all_gather_object(gathered, scored)
+                scored = {index: values for part in gathered for index, values in part.items()}
+            if scoring.is_main:
+                cache.add(scored)
+            table.update({index: torch.tensor(values, dtype=torch.float32) for index, values in scored.items()})
+        scorer.train(was_training)
+    report.seconds = time.perf_counter() - started
+    return table, report

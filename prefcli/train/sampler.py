@@ -90,3 +90,17 @@ class BatchPlan:
         if self.unpaired:
             return order[0][start:stop], order[1][start:stop]
         return order[start:stop]
+
+    def examples_reached(self, first_micro_step: int, end_micro_step: int) -> list[int]:
+        """Every example index any process trains on in micro-steps ``[first, end)``, sorted."""
+        if end_micro_step - first_micro_step >= self.micro_batches_per_epoch:
+            everything = self.desirable + self.undesirable if self.unpaired else self.indices
+            return sorted(everything)  # a whole epoch covers every example (the smaller unpaired group cycles)
+        reached: set[int] = set()
+        for micro_step in range(first_micro_step, end_micro_step):
+            epoch, within = divmod(micro_step, self.micro_batches_per_epoch)
+            order = self._epoch_order(epoch)
+            window = slice(within * self.global_batch, (within + 1) * self.global_batch)
+            for part in (order if self.unpaired else (order,)):
+                reached.update(part[window])
+        return sorted(reached)

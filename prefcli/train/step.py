@@ -4,13 +4,15 @@ The layout follows from the loss's capability flags (see ``prefcli.train.data``)
 called through its public API. Per layout:
 
 - pair: one grad forward over the B chosen + B rejected rows (prompts shared).
-- candidates, loss with ``draw`` (MC-PO and kin): a no-grad forward over every candidate (prompts shared) gives
-  the policy log-probs the sampler needs; ``loss.draw`` picks K negatives per record; one grad forward then runs
-  over chosen + the *distinct* drawn candidates only (a candidate drawn twice is scored once and gathered twice,
-  which gives the same gradient as scoring it twice).
-- candidates, loss without ``draw``: one grad forward over chosen + every candidate.
+- candidates (MC-PO and kin: every candidate loss has ``draw``): a no-grad forward over every candidate (prompts
+  shared) gives the policy log-probs the sampler needs; ``loss.draw`` picks K negatives per record; one grad
+  forward then runs over chosen + the *distinct* drawn candidates only (a candidate drawn twice is scored once and
+  gathered twice, which gives the same gradient as scoring it twice).
 - unpaired: one grad forward over B desirable + B undesirable rows; for ``needs_kl_pairs`` a no-grad forward
-  over B mismatched (prompt, other completion) pairs gives KTO's reference point.
+  over 2B (or, with ``kl_pairs="half"``, B) mismatched (prompt, other completion) pairs gives KTO's reference
+  point.
+
+Metrics stay tensors (no host synchronisation per micro-step); the loop reduces them once per optimizer step.
 """
 
 from __future__ import annotations
@@ -22,19 +24,19 @@ import torch
 
 from prefcli.train.collate import collate
 from prefcli.train.data import CANDIDATES, PAIR
-from prefcli.train.reference import ReferenceLogps
+from prefcli.train.reference import Reference, full_rows
 from prefcli.train.tokenize import Example
 
 
 @dataclass
 class MicroResult:
     loss: torch.Tensor
-    metrics: dict[str, float]
+    metrics: dict[str, torch.Tensor]  # 0-dim tensors, on the device
     tokens: int
     examples: int
 
 
-def reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor, unpaired: bool) -> dict[str, float]:
+def reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor, unpaired: bool) -> dict[str, torch.Tensor]:
     """Mean rewards, margin and accuracy. Paired: accuracy = share of (chosen, rejected_k) with chosen ahead.
     Unpaired: share of all (desirable, undesirable) combinations with the desirable one ahead (an AUC)."""
     chosen, rejected = chosen.detach().float(), rejected.detach().float()
@@ -45,16 +47,15 @@ def reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor, unpaired: bool)
         rejected_2d = rejected.reshape(chosen.shape[0], -1)
         accuracy = (chosen.unsqueeze(1) > rejected_2d).float().mean()
         margin = (chosen - rejected_2d.mean(dim=1)).mean()
-    return {"rewards/chosen": float(chosen.mean()), "rewards/rejected": float(rejected.mean()),
-            "rewards/margin": float(margin), "rewards/accuracy": float(accuracy)}
+    return {"rewards/chosen": chosen.mean(), "rewards/rejected": rejected.mean(), "rewards/margin": margin,
+            "rewards/accuracy": accuracy}
 
 
 class StepRunner:
-    """Computes one micro-step's loss for a layout; reference log-probs come from the cache or a scorer."""
+    """Computes one micro-step's loss for a layout; reference log-probs come from a :class:`Reference`."""
 
     def __init__(self, loss, layout: str, examples: list[Example], scorer, pad_id: int, device, *,
-                 reference: ReferenceLogps | None = None, reference_scorer=None, reference_context=None,
-                 autocast=contextlib.nullcontext):
+                 reference: Reference | None = None, autocast=contextlib.nullcontext):
         self.loss = loss
         self.layout = layout
         self.examples = examples
@@ -62,43 +63,28 @@ class StepRunner:
         self.pad_id = pad_id
         self.device = device
         self.reference = reference
-        self.reference_scorer = reference_scorer
-        self.reference_context = reference_context or contextlib.nullcontext
         self.autocast = autocast
         self.needs_reference = not getattr(loss, "reference_free", False)
 
     # ---- scoring helpers ------------------------------------------------------------------------------------
-    def _full_rows(self, scorer) -> bool:
-        module = getattr(scorer, "module", scorer)
-        return not module.uses_shared_prompt()
-
     def _score(self, prompts, rows, grad: bool) -> tuple[torch.Tensor, int]:
-        batch = collate(prompts, rows, self.pad_id, full=self._full_rows(self.scorer)).to(self.device)
+        batch = collate(prompts, rows, self.pad_id, full=full_rows(self.scorer))
+        tokens = batch.token_count()  # counted on the host, before the copy to the device
+        batch = batch.to(self.device)
         if grad:
             with self.autocast():
-                return self.scorer(batch).float(), batch.token_count()
+                return self.scorer(batch).float(), tokens
         module = getattr(self.scorer, "module", self.scorer)
         was_training = module.training
         module.eval()  # no dropout and prompt sharing even under gradient checkpointing
         try:
             with torch.no_grad(), self.autocast():
-                return self.scorer(batch).float(), batch.token_count()
+                return self.scorer(batch).float(), tokens
         finally:
             module.train(was_training)
 
-    def _reference(self, indices: list[int], picks: list[list[int]], prompts=None, rows=None) -> torch.Tensor:
-        """Reference log-probs of completions ``picks[i]`` of example ``indices[i]`` (a [len, k] tensor)."""
-        if self.reference is not None:
-            values = [[float(self.reference.of(index)[pick]) for pick in chosen]
-                      for index, chosen in zip(indices, picks)]
-            return torch.tensor(values, dtype=torch.float32, device=self.device)
-        batch_rows = [(position, self.examples[index].scored()[pick])
-                      for position, (index, chosen) in enumerate(zip(indices, picks)) for pick in chosen]
-        batch = collate([self.examples[index].prompt for index in indices], batch_rows, self.pad_id,
-                        full=self._full_rows(self.reference_scorer)).to(self.device)
-        with torch.no_grad(), self.reference_context(), self.autocast():
-            logps = self.reference_scorer(batch).float()
-        return logps.view(len(indices), -1)
+    def _reference(self, indices: list[int], picks: list[list[int]]) -> torch.Tensor:
+        return self.reference.logps(indices, picks)
 
     def _lengths(self, indices: list[int], pick: int) -> torch.Tensor:
         return torch.tensor([len(self.examples[index].completions[pick]) for index in indices],
@@ -112,9 +98,12 @@ class StepRunner:
             return self._candidates(batch_indices, generator)
         return self._unpaired(batch_indices, generator)
 
+    def _on_device(self, metrics: dict | None) -> dict[str, torch.Tensor]:
+        return {key: torch.as_tensor(value, device=self.device).detach() for key, value in (metrics or {}).items()}
+
     def _finish(self, out, tokens: int, examples: int, unpaired: bool, extra_metrics=None) -> MicroResult:
         metrics = reward_metrics(out.chosen_rewards, out.rejected_rewards, unpaired)
-        metrics.update({key: float(value) for key, value in (out.metrics or {}).items()})
+        metrics.update(self._on_device(out.metrics))
         metrics.update(extra_metrics or {})
         return MicroResult(out.loss, metrics, tokens, examples)
 
@@ -147,17 +136,6 @@ class StepRunner:
             reference = self._reference(indices, [[0] + row for row in picks])
             reference_chosen, reference_candidates = reference[:, 0], reference[:, 1:]
         tokens = 0
-        if not hasattr(self.loss, "draw"):
-            rows = [(i, self.examples[index].completions[pick]) for i, index in enumerate(indices)
-                    for pick in [0] + picks[i]]
-            logps, tokens = self._score(prompts, rows, grad=True)
-            logps = logps.view(size, width + 1)
-            out = self.loss(logps[:, 0], logps[:, 1:], reference_chosen_logps=reference_chosen,
-                            reference_rejected_logps=reference_candidates,
-                            chosen_lengths=self._lengths(indices, 0), rejected_lengths=lengths,
-                            generator=generator, candidate_mask=mask)
-            return self._finish(out, tokens, size, unpaired=False)
-
         policy_candidates = None
         if getattr(self.loss, "draw_needs_policy", True):
             rows = [(i, self.examples[index].completions[pick]) for i, index in enumerate(indices)
@@ -168,24 +146,25 @@ class StepRunner:
         drawn, draw_metrics = self.loss.draw(policy_candidates, reference_candidates, generator,
                                              candidate_mask=mask)
         drawn = drawn.to(self.device)
+        drawn_rows = drawn.tolist()  # the draw decides which rows to score: one host copy per micro-step
         # one grad row per distinct drawn candidate; duplicates gather the same log-prob
         rows = [(i, self.examples[index].completions[0]) for i, index in enumerate(indices)]
         slot: dict[tuple[int, int], int] = {}
         for i, index in enumerate(indices):
-            for candidate in drawn[i].tolist():
+            for candidate in drawn_rows[i]:
                 if (i, candidate) not in slot:
                     slot[(i, candidate)] = len(rows)
                     rows.append((i, self.examples[index].completions[candidate + 1]))
         logps, grad_tokens = self._score(prompts, rows, grad=True)
-        gather = torch.tensor([[slot[(i, c)] for c in drawn[i].tolist()] for i in range(size)], device=self.device)
+        gather = torch.tensor([[slot[(i, c)] for c in drawn_rows[i]] for i in range(size)], device=self.device)
         negatives = logps[gather]
         out = self.loss(logps[:size], negatives, reference_chosen_logps=reference_chosen,
                         reference_rejected_logps=None if reference_candidates is None
                         else reference_candidates.gather(1, drawn),
                         chosen_lengths=self._lengths(indices, 0), rejected_lengths=lengths.gather(1, drawn),
                         generator=generator, negative_indices=drawn, candidate_mask=mask)
-        extra = {key: float(value) for key, value in (draw_metrics or {}).items()}
-        extra["negatives/distinct"] = (len(rows) - size) / size
+        extra = self._on_device(draw_metrics)
+        extra["negatives/distinct"] = torch.tensor((len(rows) - size) / size, device=self.device)
         return self._finish(out, tokens + grad_tokens, size, unpaired=False, extra_metrics=extra)
 
     def _unpaired(self, halves, generator) -> MicroResult:
@@ -201,15 +180,19 @@ class StepRunner:
             reference_chosen, reference_rejected = reference[:size], reference[size:]
         extra = {}
         if getattr(self.loss, "needs_kl_pairs", False):
-            # mismatched pairs (prompt of one example, completion of another), alternating the two halves
-            kl_indices = [desirable[i] if i % 2 == 0 else undesirable[i] for i in range(size)]
+            # mismatched pairs (prompt of one example, completion of another record): every example's (TRL), or
+            # one per desirable/undesirable pair, alternating the two halves (kl_pairs="half")
+            if getattr(self.loss, "kl_pairs", "all") == "half":
+                kl_indices = [desirable[i] if i % 2 == 0 else undesirable[i] for i in range(size)]
+            else:
+                kl_indices = indices
             kl_rows = [(i, self.examples[index].kl_completion) for i, index in enumerate(kl_indices)]
             policy_kl, kl_tokens = self._score([self.examples[index].prompt for index in kl_indices], kl_rows,
                                                grad=False)
             tokens += kl_tokens
             extra["policy_kl_logps"] = policy_kl
             if self.needs_reference:
-                extra["reference_kl_logps"] = self._reference(kl_indices, [[1]] * size)[:, 0]
+                extra["reference_kl_logps"] = self._reference(kl_indices, [[1]] * len(kl_indices))[:, 0]
         lengths = self._lengths(indices, 0)
         out = self.loss(logps[:size], logps[size:], reference_chosen_logps=reference_chosen,
                         reference_rejected_logps=reference_rejected, chosen_lengths=lengths[:size],
