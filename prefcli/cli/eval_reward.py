@@ -11,7 +11,7 @@ import typer
 
 from prefcli.cli.common import console, err_console, progress_bar, summary_table
 from prefcli.errors import ConfigError
-from prefcli.eval.model_outputs import GenerationSettings, generate_model_outputs
+from prefcli.eval.model_outputs import generate_model_outputs
 from prefcli.generate import GenerationParams
 
 EXAMPLE = ("prefcli eval reward --model runs/mcpo --instructions task/heldout.json "
@@ -45,12 +45,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         _run(reward_spec=reward_spec, output=output, model=model, outputs=outputs, instructions=instructions,
              limit=limit, batch_size=batch_size, seed=seed,
-             generation=GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+             generation=GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                            batch_size=batch_size, seed=seed, backend=backend))
 
 
 def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batch_size, seed,
-         generation: GenerationSettings) -> None:
+         generation: GenerationParams) -> None:
     from prefcli import __version__
     from prefcli.data.atomic import atomic_open, write_json
     from prefcli.data.sidecar import file_checksum, write_sidecar
@@ -59,7 +59,6 @@ def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batc
 
     if (model is None) == (outputs is None):
         raise ConfigError("pass exactly one of --model (generate the outputs) or --outputs FILE")
-    GenerationParams(**asdict(generation))  # every value checked before any file is read
     if model is not None and instructions is None:
         raise ConfigError("--instructions FILE is required with --model")
     if output.exists() and not output.is_dir():

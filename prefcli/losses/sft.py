@@ -34,4 +34,4 @@ class SFTLoss(PreferenceLoss):
         losses = negative_log_likelihood(batch.policy_chosen, lengths)
         chosen_rewards = mean_per_token(batch.policy_chosen, lengths)
         rejected_rewards = torch.zeros_like(batch.policy_rejected)
-        return losses, chosen_rewards, rejected_rewards, {"sft/nll": float(losses.detach().mean())}
+        return losses, chosen_rewards, rejected_rewards, {"sft/nll": losses.detach().mean()}
