@@ -76,7 +76,7 @@ class AOTLoss(PreferenceLoss):
         losses = aot_objective(delta, self.objective, self.beta, self.label_smoothing)[own]
         metrics = {f"{self.name}/dominance_violation": (delta.detach() < 0).float().mean(),
                    f"{self.name}/sorted_batch_size": torch.tensor(float(delta.shape[0]))}
-        return losses, self.beta * batch.chosen_logratios, self.beta * batch.rejected_logratios, metrics
+        return losses, *batch.implicit_rewards(self.beta), metrics
 
 
 @register_loss

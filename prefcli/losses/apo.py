@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, register_loss
+from prefcli.losses.base import RewardLoss, beta_param, register_loss
 
 
 @register_loss
-class APOZeroLoss(PreferenceLoss):
+class APOZeroLoss(RewardLoss):
     r"""APO-zero (D'Oosterlinck et al., 2024, "Anchored Preference Optimization", arXiv:2408.06266, eq. 7).
     Use when the chosen outputs are better than the model's own: raise the chosen, lower the rejected
     likelihood. With ``r = beta * rho``::
@@ -21,15 +21,12 @@ class APOZeroLoss(PreferenceLoss):
     formula = "1 - σ(r_w) + σ(r_l), r = βρ"
     hparam_specs = (beta_param(),)
 
-    def compute(self, batch: LogpsBatch):
-        chosen_rewards = self.beta * batch.chosen_logratios
-        rejected_rewards = self.beta * batch.rejected_logratios
-        losses = (1 - torch.sigmoid(chosen_rewards)) + torch.sigmoid(rejected_rewards)
-        return losses, chosen_rewards, rejected_rewards, {}
+    def objective(self, chosen_rewards, rejected_rewards):
+        return (1 - torch.sigmoid(chosen_rewards)) + torch.sigmoid(rejected_rewards)
 
 
 @register_loss
-class APODownLoss(PreferenceLoss):
+class APODownLoss(RewardLoss):
     r"""APO-down (D'Oosterlinck et al., 2024, arXiv:2408.06266, eq. 8). Use when the chosen outputs are worse
     than the model's own: lower both likelihoods, the rejected one more::
 
@@ -41,8 +38,5 @@ class APODownLoss(PreferenceLoss):
     formula = "σ(r_w) + 1 - σ(r_w - r_l), r = βρ"
     hparam_specs = (beta_param(),)
 
-    def compute(self, batch: LogpsBatch):
-        chosen_rewards = self.beta * batch.chosen_logratios
-        rejected_rewards = self.beta * batch.rejected_logratios
-        losses = torch.sigmoid(chosen_rewards) + (1 - torch.sigmoid(chosen_rewards - rejected_rewards))
-        return losses, chosen_rewards, rejected_rewards, {}
+    def objective(self, chosen_rewards, rejected_rewards):
+        return torch.sigmoid(chosen_rewards) + (1 - torch.sigmoid(chosen_rewards - rejected_rewards))

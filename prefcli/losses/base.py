@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from prefcli.losses.functional import NLL_AVERAGES, chosen_nll, mean_per_token
 from prefcli.suggest import did_you_mean
 
 
@@ -25,14 +26,14 @@ class LossOutput:
 
     ``loss`` is the mean of ``losses``; ``chosen_rewards`` is [B]; ``rejected_rewards`` is [B] (paired, unpaired)
     or [B, K] (candidate losses: the K drawn negatives). Rewards are detached. ``metrics`` holds loss-specific
-    floats worth logging, named ``<loss>/<what>``.
+    detached scalar tensors worth logging, named ``<loss>/<what>`` (reduced to floats at logging time).
     """
 
     loss: torch.Tensor
     losses: torch.Tensor
     chosen_rewards: torch.Tensor
     rejected_rewards: torch.Tensor
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,13 @@ def label_smoothing_param(default: float = 0.0) -> HParam:
                   low=0.0, high=0.5, high_open=True)
 
 
+def chosen_nll_params() -> tuple[HParam, HParam]:
+    """``alpha`` and ``nll_average`` of the losses with a behaviour-cloning term (RPO, CPO)."""
+    return (HParam("alpha", 1.0, "weight of the chosen completion's NLL (behaviour cloning) term", low=0.0),
+            HParam("nll_average", "tokens", "chosen NLL averaged over all chosen tokens of the batch "
+                   "(tokens, as TRL) or per sequence (sequences)", choices=NLL_AVERAGES))
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 for half/bfloat16/float32 inputs; float64 stays float64."""
     return torch.promote_types(dtype, torch.float32)
@@ -150,6 +158,28 @@ class LogpsBatch:
         if lengths is None:
             raise ValueError(f"loss {self.loss_name!r} needs {which}_lengths (completion token counts)")
         return lengths.clamp(min=1.0)
+
+    def implicit_rewards(self, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """DPO's implicit rewards ``beta * rho`` of the chosen and of the rejected completions."""
+        return beta * self.chosen_logratios, beta * self.rejected_logratios
+
+    def length_averaged(self, chosen: torch.Tensor, rejected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``chosen / |y_w|`` and ``rejected / |y_l|``: per-token values of summed chosen/rejected quantities."""
+        return mean_per_token(chosen, self.lengths("chosen")), mean_per_token(rejected, self.lengths("rejected"))
+
+    def length_averaged_margin(self) -> torch.Tensor:
+        """``rho_w / |y_w| - rho_l / |y_l|``, the margin of per-token log-ratios (IPO, length-normalised DPO)."""
+        chosen, rejected = self.length_averaged(self.chosen_logratios, self.rejected_logratios)
+        return chosen - rejected
+
+    def plus_chosen_nll(self, losses: torch.Tensor, alpha: float, average: str,
+                        metric: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``losses + alpha * NLL(y_w)`` (see :func:`chosen_nll`) and ``{metric: mean NLL}``: the behaviour-cloning
+        term of RPO, CPO and CPO-SimPO. With ``alpha = 0`` the losses come back unchanged, without the metric."""
+        if not alpha:
+            return losses, {}
+        nll = chosen_nll(self.policy_chosen, self.lengths("chosen"), average)
+        return losses + alpha * nll, {metric: nll.detach().mean()}
 
 
 def as_compute_tensor(loss_name: str, what: str, value: Any, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -282,6 +312,18 @@ class PreferenceLoss(nn.Module):
         return make_output(losses, chosen_rewards, rejected_rewards, metrics)
 
     def compute(self, batch: LogpsBatch):
+        raise NotImplementedError
+
+
+class RewardLoss(PreferenceLoss):
+    """Base of the losses that are a function of the implicit rewards ``r = beta * rho`` alone. Subclasses
+    implement :meth:`objective` (per-example losses from ``r_w`` and ``r_l``); the rewards are reported as is."""
+
+    def compute(self, batch: LogpsBatch):
+        chosen_rewards, rejected_rewards = batch.implicit_rewards(self.beta)
+        return self.objective(chosen_rewards, rejected_rewards), chosen_rewards, rejected_rewards, {}
+
+    def objective(self, chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
 

@@ -45,8 +45,7 @@ class BCOPairLoss(PreferenceLoss):
         return (self.reward_sum / self.reward_count).to(chosen_rewards)
 
     def compute(self, batch: LogpsBatch):
-        chosen_rewards = self.beta * batch.chosen_logratios
-        rejected_rewards = self.beta * batch.rejected_logratios
+        chosen_rewards, rejected_rewards = batch.implicit_rewards(self.beta)
         delta = self.reward_shift(chosen_rewards.detach(), rejected_rewards.detach())
         losses = -log_sigmoid(chosen_rewards - delta) - log_sigmoid(-(rejected_rewards - delta))
         metrics = {"bco/reward_shift": torch.as_tensor(delta).detach()} if self.running_mean_shift else {}

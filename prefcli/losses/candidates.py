@@ -32,7 +32,7 @@ class CandidateLoss(PreferenceLoss):
 
     def draw(self, policy_candidate_logps: torch.Tensor | None, reference_candidate_logps: torch.Tensor | None,
              generator: torch.Generator | None = None,
-             candidate_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+             candidate_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
     def candidates_shape(self, policy_candidate_logps, reference_candidate_logps, candidate_mask):
@@ -46,7 +46,9 @@ class CandidateLoss(PreferenceLoss):
         raise ValueError(f"loss {self.name!r}: draw needs the candidates' log-probs or a candidate_mask [B, C] "
                          f"(all True when every record has the same number of candidates)")
 
-    def checked_mask(self, shape, device, candidate_mask) -> torch.Tensor:
+    def drawable_mask(self, policy_candidate_logps, reference_candidate_logps, candidate_mask) -> torch.Tensor:
+        """The checked [B, C] mask of the candidates ``draw`` may pick, shaped after whichever input is given."""
+        shape, device = self.candidates_shape(policy_candidate_logps, reference_candidate_logps, candidate_mask)
         return candidate_mask_for(self.name, shape, candidate_mask, self.negatives, device)
 
     def forward(self, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
@@ -70,7 +72,7 @@ class CandidateLoss(PreferenceLoss):
         reference_rejected_logps = as_matrix(reference_rejected_logps)
         if not isinstance(policy_rejected_logps, torch.Tensor) or policy_rejected_logps.dim() != 2:
             raise ValueError(f"loss {self.name!r}: policy_rejected_logps must have shape [B, C] (candidates)")
-        metrics: dict[str, float] = {}
+        metrics: dict[str, torch.Tensor] = {}
         if negative_indices is None:
             rejected_shape = (batch_size, policy_rejected_logps.shape[1])
         else:
@@ -88,7 +90,6 @@ class CandidateLoss(PreferenceLoss):
                                          candidate_mask)
             batch.policy_rejected = batch.policy_rejected.gather(1, indices)
             batch.reference_rejected = batch.reference_rejected.gather(1, indices)
-        chosen_rewards = self.beta * batch.chosen_logratios
-        negative_rewards = self.beta * batch.rejected_logratios
+        chosen_rewards, negative_rewards = batch.implicit_rewards(self.beta)
         losses = contrastive_losses(chosen_rewards, negative_rewards)
         return make_output(losses, chosen_rewards, negative_rewards, metrics)

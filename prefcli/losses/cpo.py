@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
-from prefcli.losses.functional import NLL_AVERAGES, chosen_nll, smoothed_logistic
+from prefcli.losses.base import (
+    LogpsBatch,
+    PreferenceLoss,
+    beta_param,
+    chosen_nll_params,
+    label_smoothing_param,
+    register_loss,
+)
+from prefcli.losses.functional import smoothed_logistic
 
 
 @register_loss
@@ -24,10 +31,7 @@ class CPOLoss(PreferenceLoss):
     name = "cpo"
     paper = "Xu et al. 2024, CPO (arXiv:2401.08417)"
     formula = "-logσ(β(logπ(y_w) - logπ(y_l))) + α·(-logπ(y_w)/|y_w|)"
-    hparam_specs = (beta_param(), label_smoothing_param(),
-                    HParam("alpha", 1.0, "weight of the chosen NLL (behaviour cloning) term", low=0.0),
-                    HParam("nll_average", "tokens", "chosen NLL averaged over all chosen tokens of the batch "
-                           "(tokens, as TRL) or per sequence (sequences)", choices=NLL_AVERAGES))
+    hparam_specs = (beta_param(), label_smoothing_param(), *chosen_nll_params())
     reference_free = True
     uses_lengths = True
 
@@ -35,9 +39,5 @@ class CPOLoss(PreferenceLoss):
         chosen_rewards = self.beta * batch.policy_chosen
         rejected_rewards = self.beta * batch.policy_rejected
         losses = smoothed_logistic(chosen_rewards - rejected_rewards, self.label_smoothing)
-        metrics = {}
-        if self.alpha:
-            nll = chosen_nll(batch.policy_chosen, batch.lengths("chosen"), self.nll_average)
-            losses = losses + self.alpha * nll
-            metrics["cpo/nll"] = nll.detach().mean()
+        losses, metrics = batch.plus_chosen_nll(losses, self.alpha, self.nll_average, "cpo/nll")
         return losses, chosen_rewards, rejected_rewards, metrics

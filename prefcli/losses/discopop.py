@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, register_loss
+from prefcli.losses.base import HParam, RewardLoss, beta_param, register_loss
 from prefcli.losses.functional import log_sigmoid
 
 
 @register_loss
-class DiscoPOPLoss(PreferenceLoss):
+class DiscoPOPLoss(RewardLoss):
     r"""DiscoPOP / log-ratio modulated loss (Chris Lu et al., 2024, "Discovering Preference Optimization
     Algorithms with and for Large Language Models", arXiv:2406.08414, eq. 5). With ``x = beta * h``::
 
@@ -28,11 +28,8 @@ class DiscoPOPLoss(PreferenceLoss):
                     HParam("tau", 0.05, "temperature of the logistic/exponential mixing", low=0.0, high=1.0,
                            low_open=True))
 
-    def compute(self, batch: LogpsBatch):
-        chosen_rewards = self.beta * batch.chosen_logratios
-        rejected_rewards = self.beta * batch.rejected_logratios
+    def objective(self, chosen_rewards, rejected_rewards):
         logits = chosen_rewards - rejected_rewards
         mix = torch.sigmoid(logits / self.tau)
         exponential = torch.exp(log_sigmoid(logits / self.tau) - logits)
-        losses = (1 - mix) * -log_sigmoid(logits) + exponential
-        return losses, chosen_rewards, rejected_rewards, {}
+        return (1 - mix) * -log_sigmoid(logits) + exponential

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
-from prefcli.losses.functional import NLL_AVERAGES, chosen_nll, smoothed_logistic
+from prefcli.losses.base import (
+    LogpsBatch,
+    RewardLoss,
+    beta_param,
+    chosen_nll_params,
+    label_smoothing_param,
+    register_loss,
+)
+from prefcli.losses.functional import smoothed_logistic
 
 
 @register_loss
-class DPOLoss(PreferenceLoss):
+class DPOLoss(RewardLoss):
     r"""Direct Preference Optimization (Rafailov et al., 2023, arXiv:2305.18290) with cDPO label smoothing
     (Mitchell, 2023).
 
@@ -27,11 +34,8 @@ class DPOLoss(PreferenceLoss):
     formula = "-(1-eps)·logσ(βh) - eps·logσ(-βh), h = ρ_w - ρ_l"
     hparam_specs = (beta_param(), label_smoothing_param())
 
-    def compute(self, batch: LogpsBatch):
-        chosen_rewards = self.beta * batch.chosen_logratios
-        rejected_rewards = self.beta * batch.rejected_logratios
-        losses = smoothed_logistic(chosen_rewards - rejected_rewards, self.label_smoothing)
-        return losses, chosen_rewards, rejected_rewards, {}
+    def objective(self, chosen_rewards, rejected_rewards):
+        return smoothed_logistic(chosen_rewards - rejected_rewards, self.label_smoothing)
 
 
 @register_loss
@@ -49,16 +53,10 @@ class RPOLoss(DPOLoss):
     name = "rpo"
     paper = "Pang et al. 2024, Iterative Reasoning PO (arXiv:2404.19733)"
     formula = "DPO + α·(-log π(y_w)/|y_w|)"
-    hparam_specs = (beta_param(), label_smoothing_param(),
-                    HParam("alpha", 1.0, "weight of the chosen completion's NLL term", low=0.0),
-                    HParam("nll_average", "tokens", "chosen NLL averaged over all chosen tokens of the batch "
-                           "(tokens, as TRL) or per sequence (sequences)", choices=NLL_AVERAGES))
+    hparam_specs = (beta_param(), label_smoothing_param(), *chosen_nll_params())
     uses_lengths = True
 
     def compute(self, batch: LogpsBatch):
         losses, chosen_rewards, rejected_rewards, metrics = super().compute(batch)
-        if self.alpha:
-            nll = chosen_nll(batch.policy_chosen, batch.lengths("chosen"), self.nll_average)
-            losses = losses + self.alpha * nll
-            metrics = {**metrics, "rpo/nll": nll.detach().mean()}
-        return losses, chosen_rewards, rejected_rewards, metrics
+        losses, nll_metrics = batch.plus_chosen_nll(losses, self.alpha, self.nll_average, "rpo/nll")
+        return losses, chosen_rewards, rejected_rewards, {**metrics, **nll_metrics}

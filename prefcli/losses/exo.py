@@ -6,12 +6,12 @@ import math
 
 import torch
 
-from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, register_loss
+from prefcli.losses.base import HParam, RewardLoss, beta_param, register_loss
 from prefcli.losses.functional import log_sigmoid
 
 
 @register_loss
-class EXOLoss(PreferenceLoss):
+class EXOLoss(RewardLoss):
     r"""EXO-pref (Ji et al., 2024, "Towards Efficient Exact Optimization of Language Model Alignment",
     arXiv:2402.00856, eq. 16) for two completions: the KL divergence from the model's pair distribution
     ``q = softmax(beta * [rho_w, rho_l])`` to the smoothed label distribution ``p = [1 - eps, eps]``::
@@ -29,11 +29,8 @@ class EXOLoss(PreferenceLoss):
                     HParam("label_smoothing", 1e-3, "label distribution [1-eps, eps] (must be > 0)",
                            low=0.0, high=0.5, low_open=True, high_open=True))
 
-    def compute(self, batch: LogpsBatch):
-        chosen_rewards = self.beta * batch.chosen_logratios
-        rejected_rewards = self.beta * batch.rejected_logratios
+    def objective(self, chosen_rewards, rejected_rewards):
         logits = chosen_rewards - rejected_rewards
         eps = self.label_smoothing
-        losses = (torch.sigmoid(logits) * (log_sigmoid(logits) - math.log1p(-eps))
-                  + torch.sigmoid(-logits) * (log_sigmoid(-logits) - math.log(eps)))
-        return losses, chosen_rewards, rejected_rewards, {}
+        return (torch.sigmoid(logits) * (log_sigmoid(logits) - math.log1p(-eps))
+                + torch.sigmoid(-logits) * (log_sigmoid(-logits) - math.log(eps)))

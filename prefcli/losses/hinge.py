@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, register_loss
+from prefcli.losses.base import RewardLoss, beta_param, register_loss
 
 
 @register_loss
-class HingeLoss(PreferenceLoss):
+class HingeLoss(RewardLoss):
     r"""Hinge loss of SLiC-HF (Zhao et al., 2023, arXiv:2305.10425) on the reference-normalised margin, as in TRL's
     ``hinge``::
 
@@ -22,8 +22,5 @@ class HingeLoss(PreferenceLoss):
     formula = "max(0, 1 - βh)"
     hparam_specs = (beta_param(),)
 
-    def compute(self, batch: LogpsBatch):
-        chosen_rewards = self.beta * batch.chosen_logratios
-        rejected_rewards = self.beta * batch.rejected_logratios
-        losses = torch.relu(1 - (chosen_rewards - rejected_rewards))
-        return losses, chosen_rewards, rejected_rewards, {}
+    def objective(self, chosen_rewards, rejected_rewards):
+        return torch.relu(1 - (chosen_rewards - rejected_rewards))

@@ -62,4 +62,4 @@ class KTOLoss(PreferenceLoss):
         desirable = self.desirable_weight * (1 - torch.sigmoid(self.beta * (chosen_logratios - kl)))
         undesirable = self.undesirable_weight * (1 - torch.sigmoid(self.beta * (kl - rejected_logratios)))
         losses = (desirable + undesirable) / 2
-        return (losses, self.beta * chosen_logratios, self.beta * rejected_logratios, {"kto/kl": kl})
+        return (losses, *batch.implicit_rewards(self.beta), {"kto/kl": kl})

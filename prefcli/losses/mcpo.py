@@ -57,9 +57,7 @@ class MCPOLoss(CandidateLoss):
     def draw(self, policy_candidate_logps=None, reference_candidate_logps=None, generator=None,
              candidate_mask=None):
         with torch.no_grad():
-            shape, device = self.candidates_shape(policy_candidate_logps, reference_candidate_logps,
-                                                  candidate_mask)
-            mask = self.checked_mask(shape, device, candidate_mask)
+            mask = self.drawable_mask(policy_candidate_logps, reference_candidate_logps, candidate_mask)
             have_logps = policy_candidate_logps is not None and reference_candidate_logps is not None
             if self.sampler == "random":
                 indices = uniform_draws(mask, self.negatives, generator, replacement=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, register_loss
+from prefcli.losses.base import RewardLoss, beta_param, register_loss
 from prefcli.losses.functional import log_sigmoid
 
 
 @register_loss
-class NCALoss(PreferenceLoss):
+class NCALoss(RewardLoss):
     r"""NCA (Chen et al., 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards",
     arXiv:2402.05369), pair form as TRL's ``nca_pair``. With rewards ``r = beta * rho``::
 
@@ -21,9 +21,5 @@ class NCALoss(PreferenceLoss):
     formula = "-logσ(r_w) - ½logσ(-r_w) - ½logσ(-r_l), r = βρ"
     hparam_specs = (beta_param(),)
 
-    def compute(self, batch: LogpsBatch):
-        chosen_rewards = self.beta * batch.chosen_logratios
-        rejected_rewards = self.beta * batch.rejected_logratios
-        losses = (-log_sigmoid(chosen_rewards) - 0.5 * log_sigmoid(-chosen_rewards)
-                  - 0.5 * log_sigmoid(-rejected_rewards))
-        return losses, chosen_rewards, rejected_rewards, {}
+    def objective(self, chosen_rewards, rejected_rewards):
+        return -log_sigmoid(chosen_rewards) - 0.5 * log_sigmoid(-chosen_rewards) - 0.5 * log_sigmoid(-rejected_rewards)

@@ -12,8 +12,9 @@ from prefcli.losses.sampling import uniform_draws
 @register_loss
 class RNCELoss(CandidateLoss):
     r"""Ranking noise-contrastive estimation (Olmin et al., AISTATS 2024) as a preference loss: Proposition 2.1 /
-    eq. 7 of "Preference Optimization via Contrastive Divergence" (MC-PO, arXiv:2502.04567). The chosen completion is the observation, K candidates drawn uniformly and
-    independently (with replacement, i.i.d. noise from the proposal) are the noise samples. With
+    eq. 7 of "Preference Optimization via Contrastive Divergence" (MC-PO, arXiv:2502.04567). The chosen completion
+    is the observation, K candidates drawn uniformly and independently (with replacement, i.i.d. noise from the
+    proposal) are the noise samples. With
     ``r = beta * (log pi - log pi_ref)``::
 
         loss = -log( exp(r_w) / (exp(r_w) + sum_k exp(r_k)) ) = -log sigmoid(r_w - logsumexp_k r_k)
@@ -31,9 +32,7 @@ class RNCELoss(CandidateLoss):
     def draw(self, policy_candidate_logps=None, reference_candidate_logps=None, generator=None,
              candidate_mask=None):
         with torch.no_grad():
-            shape, device = self.candidates_shape(policy_candidate_logps, reference_candidate_logps,
-                                                  candidate_mask)
-            mask = self.checked_mask(shape, device, candidate_mask)
+            mask = self.drawable_mask(policy_candidate_logps, reference_candidate_logps, candidate_mask)
             return uniform_draws(mask, self.negatives, generator, replacement=self.with_replacement), {}
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from prefcli.losses.base import LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
+from prefcli.losses.base import RewardLoss, beta_param, label_smoothing_param, register_loss
 from prefcli.losses.functional import log_sigmoid
 
 
 @register_loss
-class RobustDPOLoss(PreferenceLoss):
+class RobustDPOLoss(RewardLoss):
     r"""Robust DPO (Chowdhury et al., 2024, "Provably Robust DPO", arXiv:2403.00409).
 
     With ``h = rho_w - rho_l`` and flip rate ``eps = label_smoothing`` in [0, 0.5)::
@@ -22,10 +22,7 @@ class RobustDPOLoss(PreferenceLoss):
     formula = "(-(1-eps)·logσ(βh) + eps·logσ(-βh)) / (1-2eps)"
     hparam_specs = (beta_param(), label_smoothing_param())
 
-    def compute(self, batch: LogpsBatch):
-        chosen_rewards = self.beta * batch.chosen_logratios
-        rejected_rewards = self.beta * batch.rejected_logratios
+    def objective(self, chosen_rewards, rejected_rewards):
         logits = chosen_rewards - rejected_rewards
         eps = self.label_smoothing
-        losses = (-(1 - eps) * log_sigmoid(logits) + eps * log_sigmoid(-logits)) / (1 - 2 * eps)
-        return losses, chosen_rewards, rejected_rewards, {}
+        return (-(1 - eps) * log_sigmoid(logits) + eps * log_sigmoid(-logits)) / (1 - 2 * eps)

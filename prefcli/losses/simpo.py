@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefcli.losses.base import HParam, LogpsBatch, PreferenceLoss, beta_param, label_smoothing_param, register_loss
-from prefcli.losses.functional import mean_per_token, negative_log_likelihood, smoothed_logistic
+from prefcli.losses.functional import smoothed_logistic
 
 
 @register_loss
@@ -32,12 +32,9 @@ class SimPOLoss(PreferenceLoss):
     uses_lengths = True
 
     def compute(self, batch: LogpsBatch):
-        chosen_rewards = self.beta * mean_per_token(batch.policy_chosen, batch.lengths("chosen"))
-        rejected_rewards = self.beta * mean_per_token(batch.policy_rejected, batch.lengths("rejected"))
+        chosen_average, rejected_average = batch.length_averaged(batch.policy_chosen, batch.policy_rejected)
+        chosen_rewards, rejected_rewards = self.beta * chosen_average, self.beta * rejected_average
         losses = smoothed_logistic(chosen_rewards - rejected_rewards - self.gamma, self.label_smoothing)
-        metrics = {}
-        if self.alpha:
-            nll = negative_log_likelihood(batch.policy_chosen, batch.lengths("chosen"))
-            losses = losses + self.alpha * nll
-            metrics["simpo/nll"] = nll.detach().mean()
+        # CPO-SimPO's NLL is averaged per sequence, as in the formula above
+        losses, metrics = batch.plus_chosen_nll(losses, self.alpha, "sequences", "simpo/nll")
         return losses, chosen_rewards, rejected_rewards, metrics

@@ -21,4 +21,4 @@ class SPPOHardLoss(PreferenceLoss):
     def compute(self, batch: LogpsBatch):
         half_margin = 0.5 / self.beta
         losses = (batch.chosen_logratios - half_margin) ** 2 + (batch.rejected_logratios + half_margin) ** 2
-        return losses, self.beta * batch.chosen_logratios, self.beta * batch.rejected_logratios, {}
+        return losses, *batch.implicit_rewards(self.beta), {}
