@@ -56,6 +56,35 @@ def test_unpaired_aot_with_sorted_inputs_is_the_elementwise_objective(objective)
     torch.testing.assert_close(out.losses, torch.tensor(expected, dtype=torch.float64), atol=1e-6, rtol=0)
 
 
+def test_unpaired_aot_sorts_each_side_separately_with_per_row_references():
+    """TRL's unpaired AOT (``aot_unpaired``, formerly ``aot_pair``) written out: rho = logpi - logpi_ref per row,
+    each side sorted on its own, ``-(1-eps)·logσ(β·δ) - eps·logσ(-β·δ)`` per quantile; the gradient of each row is
+    the derivative at its own rank, so a desirable row is pushed up and an undesirable row down."""
+    pw, pl, rw, rl = (tensor.clone().requires_grad_(index < 2) for index, tensor in enumerate(batch(size=9, seed=5)))
+    beta, eps = 0.1, 0.2
+    out = get_loss("aot-unpaired", beta=beta, label_smoothing=eps)(pw, pl, rw, rl)
+    rho_w = [float(a) - float(b) for a, b in zip(pw.detach(), rw)]
+    rho_l = [float(a) - float(b) for a, b in zip(pl.detach(), rl)]
+    deltas = [a - b for a, b in zip(sorted(rho_w), sorted(rho_l))]
+    expected = [objective_value(delta, "logistic", beta, eps) for delta in deltas]
+    torch.testing.assert_close(out.losses, torch.tensor(expected, dtype=torch.float64), atol=1e-9, rtol=0)
+    out.loss.backward()
+
+    def slope(delta):  # d objective / d delta
+        return -beta * (1 - eps) / (1 + math.exp(beta * delta)) + beta * eps / (1 + math.exp(-beta * delta))
+
+    rank_w = [sorted(rho_w).index(value) for value in rho_w]
+    rank_l = [sorted(rho_l).index(value) for value in rho_l]
+    size = len(rho_w)
+    torch.testing.assert_close(pw.grad, torch.tensor([slope(deltas[k]) / size for k in rank_w],
+                                                     dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(pl.grad, torch.tensor([-slope(deltas[k]) / size for k in rank_l],
+                                                     dtype=torch.float64), atol=1e-9, rtol=0)
+    assert (pw.grad < 0).all() and (pl.grad > 0).all()  # descent raises desirable, lowers undesirable
+    paired = get_loss("aot", beta=beta, label_smoothing=eps)(pw.detach(), pl.detach(), rw, rl)
+    assert not torch.allclose(paired.losses, out.losses)  # the paired loss sorts logπ(y_w) - logπ(y_l) instead
+
+
 @pytest.mark.parametrize("sort", ["hard", "soft"])
 def test_permuting_the_batch_leaves_the_loss_unchanged(sort):
     pw, pl, rw, rl = batch(size=12, seed=4)
