@@ -118,3 +118,24 @@ def write_synthetic_instructions(path: str | Path, rows: int = 16, seed: int = 0
     items = [{"instruction": synthetic_sentence(rng), "dataset": "synthetic"} for _ in range(rows)]
     write_json(path, items)
     return Path(path)
+
+
+def build_tiny_reward_model(output_dir: str | Path, *, hidden_size: int = 64, num_layers: int = 2,
+                            num_heads: int = 4, vocab_size: int = 512, seed: int = 0) -> Path:
+    """Write a random Llama sequence-classification model with one output logit (a reward model for
+    ``--judge rm:PATH`` and ``prefcli eval reward --reward rm:PATH``) and the fixtures' tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    output_dir = Path(output_dir)
+    tokenizer = build_tokenizer(vocab_size=vocab_size, add_bos=True, seed=seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 4,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+        max_position_embeddings=1024, num_labels=1, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForSequenceClassification(config)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_helpers import invoke_cli
 from judge_servers import FaultyJudgeServer, prompt_key
@@ -19,6 +21,7 @@ from test_judge_e2e import judge_args, read_results, write_pairs
 from prefcli.eval.protocols import load_protocol
 
 
+@pytest.mark.slow
 def test_sigkill_during_judging_then_resume(tmp_path):
     model_q = [(i * 7) % 10 + 1 for i in range(40)]
     reference_q = [6 if q == 5 else 5 for q in model_q]  # never equal: no order-dependent ties

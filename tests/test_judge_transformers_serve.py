@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_helpers import invoke_cli
 from test_judge_e2e import read_results, write_pairs
@@ -40,6 +42,7 @@ def _wait_healthy(url: str, process: subprocess.Popen, seconds: float) -> None:
     raise AssertionError(f"transformers serve did not answer {url} within {seconds} s")
 
 
+@pytest.mark.slow
 def test_transformers_serve_replies_are_failed_not_dropped(tmp_path, tiny_model):
     executable = Path(sys.executable).with_name("transformers")
     executable = str(executable) if executable.exists() else shutil.which("transformers")

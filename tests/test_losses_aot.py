@@ -126,6 +126,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_global_sort_two_gloo_processes_equal_one_process_on_the_concatenated_batch(tmp_path):
     generator = torch.Generator().manual_seed(7)
     tensors = [-(torch.rand(12, generator=generator, dtype=torch.float64) * 30) for _ in range(4)]

@@ -150,7 +150,7 @@ def test_registry_has_every_name_from_the_issue():
     names = {info.name for info in list_losses()}
     assert names == {"dpo", "ipo", "hinge", "robust", "exo", "nca", "bco", "sppo", "apo-zero", "apo-down",
                      "discopop", "sigmoid-norm", "simpo", "cpo", "rpo", "kto", "aot", "aot-unpaired", "rnce",
-                     "infonca", "mcpo"}
+                     "infonca", "mcpo", "sft"}
 
 
 @pytest.mark.parametrize("name", PAIRWISE_ELEMENTWISE)
@@ -266,7 +266,7 @@ def test_gradcheck_float64(name):
         def function(*args):
             return loss(*args, negative_indices=indices).losses
     else:
-        hparams = {"beta": 0.5}
+        hparams = {} if name == "sft" else {"beta": 0.5}  # sft: plain likelihood, no beta
         if name == "simpo":
             hparams["alpha"] = 0.5
         if name in ("aot", "aot-unpaired"):

@@ -19,7 +19,7 @@ from prefcli.losses import (
 )
 
 ALL_NAMES = ["dpo", "ipo", "hinge", "robust", "exo", "nca", "bco", "sppo", "apo-zero", "apo-down", "discopop",
-             "sigmoid-norm", "simpo", "cpo", "rpo", "kto", "aot", "aot-unpaired", "rnce", "infonca", "mcpo"]
+             "sigmoid-norm", "simpo", "cpo", "rpo", "kto", "aot", "aot-unpaired", "rnce", "infonca", "mcpo", "sft"]
 
 
 def test_list_losses_describes_every_loss():
@@ -27,10 +27,10 @@ def test_list_losses_describes_every_loss():
     assert sorted(entries) == sorted(ALL_NAMES)
     for entry in entries.values():
         assert "arXiv:" in entry.paper
-        assert entry.data_kind in ("pair", "unpaired", "candidates")
+        assert entry.data_kind in ("pair", "unpaired", "candidates", "chosen")
         assert entry.hparams == loss_defaults(entry.name)
-        assert "beta" in entry.hparams
-    assert {name for name, e in entries.items() if e.reference_free} == {"simpo", "cpo"}
+        assert "beta" in entry.hparams or entry.name == "sft"  # sft is plain likelihood: no implicit reward
+    assert {name for name, e in entries.items() if e.reference_free} == {"simpo", "cpo", "sft"}
     assert {name for name, e in entries.items() if e.data_kind == "unpaired"} == {"kto", "aot-unpaired"}
     assert {name for name, e in entries.items() if e.data_kind == "candidates"} == {"rnce", "infonca", "mcpo"}
 
@@ -56,7 +56,9 @@ def test_capability_flags():
     assert {n for n, loss in flags.items() if loss.needs_candidates} == {"rnce", "infonca", "mcpo"}
     assert {n for n, loss in flags.items() if loss.unpaired} == {"kto", "aot-unpaired"}
     assert {n for n, loss in flags.items() if loss.needs_kl_pairs} == {"kto"}
-    assert {n for n, loss in flags.items() if loss.uses_lengths} == {"ipo", "sigmoid-norm", "simpo", "cpo", "rpo"}
+    assert {n for n, loss in flags.items() if loss.uses_lengths} == {"ipo", "sigmoid-norm", "simpo", "cpo", "rpo",
+                                                                     "sft"}
+    assert {n for n, loss in flags.items() if loss.chosen_only} == {"sft"}
     assert get_loss("mcpo", negatives=4).negatives == 4 and get_loss("dpo").negatives == 1
     assert get_loss("mcpo").draw_needs_policy and not get_loss("mcpo", sampler="random").draw_needs_policy
     assert not get_loss("rnce").draw_needs_policy and not get_loss("infonca").draw_needs_policy

@@ -107,6 +107,7 @@ def test_three_segments_regenerate_with_the_updated_policy(tiny_model, tmp_path)
     assert lines_after == lines  # rebuilt from the segments, the same lines
 
 
+@pytest.mark.slow
 def test_sigkill_after_segment_one_then_resume(tiny_model, tmp_path):
     prompts = write_prompts(tmp_path / "prompts.jsonl")
     output = tmp_path / "run"

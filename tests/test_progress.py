@@ -8,6 +8,7 @@ import sys
 from io import StringIO
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 from train_helpers import write_pairs
 
@@ -80,6 +81,7 @@ def test_reading_a_data_file_reports_megabytes(tmp_path):
     assert [done for _, done, _ in reports] == sorted(done for _, done, _ in reports)
 
 
+@pytest.mark.slow
 def test_train_run_in_a_log_shows_its_progress(tiny_model, tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", rows=8)
     root = str(Path(__file__).parents[1])

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from train_helpers import write_pairs
@@ -22,6 +23,7 @@ from prefcli.train.metrics import read_metrics
 STEPS = 24
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_model, tmp_path):
     data = write_pairs(tmp_path / "pairs.jsonl", rows=16)
     config = TrainConfig(model=str(tiny_model), data=str(data), output=str(tmp_path / "straight"), batch_size=2,

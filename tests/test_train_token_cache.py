@@ -186,6 +186,7 @@ KILLED_WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_writing_the_cache_leaves_nothing_half_trusted(tiny_model, tokenizer, tmp_path):
     data = write_pairs(tmp_path / "d.jsonl", rows=16, candidates=3)
     cache = tmp_path / "cache"

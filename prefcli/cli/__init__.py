@@ -14,7 +14,17 @@ import typer
 from rich.markup import escape
 
 from prefcli import __version__
-from prefcli.cli import eval_compare, eval_harness, eval_judged, fixtures, generate, losses, prepare, train
+from prefcli.cli import (
+    eval_compare,
+    eval_harness,
+    eval_judged,
+    eval_reward,
+    fixtures,
+    generate,
+    losses,
+    prepare,
+    train,
+)
 from prefcli.cli.common import err_console
 from prefcli.errors import PrefcliError
 
@@ -26,7 +36,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-eval_app = typer.Typer(help="Evaluate a model: judged winrates (AlpacaEval, Arena-Hard) and lm-eval benchmarks.",
+eval_app = typer.Typer(help="Evaluate a model: judged winrates (AlpacaEval, Arena-Hard), lm-eval benchmarks and "
+                            "the mean reward under a reward function or reward model.",
                        no_args_is_help=True)
 
 
@@ -49,6 +60,7 @@ generate.register(app)
 eval_judged.register(eval_app)
 eval_harness.register(eval_app)
 eval_compare.register(eval_app)
+eval_reward.register(eval_app)
 app.add_typer(eval_app, name="eval")
 app.add_typer(fixtures.app, name="fixtures")
 

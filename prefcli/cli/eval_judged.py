@@ -54,9 +54,10 @@ def _judged_command(protocol_name: str):
         output: Path = typer.Option(..., "--output", "-o", help="Run directory: results.json, judgments.jsonl, "
                                     "outputs.json (with --model) and the default store."),
         judge: list[str] = typer.Option(..., "--judge", help="OpenAI-compatible base URL (http://127.0.0.1:8000/v1), "
-                                        "hf:PATH (local HF model) or rule:length (DEMO judge: prefers the longer "
-                                        "output). Repeat with several URLs of one judge model to spread the calls "
-                                        "by load."),
+                                        "hf:PATH (local HF model), reward:FILE.py:FUNCTION or "
+                                        "reward:module:FUNCTION (a Python reward function), rm:PATH_OR_ID (a "
+                                        "reward model) or rule:length (DEMO judge: prefers the longer output). "
+                                        "Repeat with several URLs of one judge model to spread the calls by load."),
         model: Path | None = typer.Option(None, "--model", help="Model directory to generate outputs with "
                                           "(saved to OUTPUT/outputs.json, reused on rerun)."),
         outputs: Path | None = typer.Option(None, "--outputs", help="Model outputs: alpaca_eval format (JSON "

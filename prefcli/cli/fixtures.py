@@ -68,3 +68,51 @@ _synthetic_file_command(
     rows_help="Number of instructions.", noun="instructions",
     summary="Write synthetic evaluation instructions in AlpacaEval's format.",
     example="prefcli fixtures instructions demo/instructions.json")
+
+
+@app.command("reward-model")
+def reward_model(
+    output: Path = typer.Argument(..., help="Directory to write the reward model and tokenizer to."),
+    hidden_size: int = typer.Option(64, min=4, help="Hidden size."),
+    layers: int = typer.Option(2, min=1, help="Number of transformer layers."),
+    seed: int = typer.Option(0, help="Seed of the weights and the tokenizer corpus."),
+) -> None:
+    """Write a random one-logit Llama reward model (sequence classification) with a chat template, for
+    --judge rm:PATH and eval reward --reward rm:PATH.
+
+    Example: prefcli fixtures reward-model demo/tiny-rm
+    """
+    from prefcli.fixtures import build_tiny_reward_model
+
+    build_tiny_reward_model(output, hidden_size=hidden_size, num_layers=layers, seed=seed)
+    console.print(f"wrote tiny reward model to {output}")
+
+
+@app.command("task")
+def task(
+    name: str = typer.Argument(..., help="Task name (available: sort)."),
+    output: Path = typer.Argument(..., help="Directory to write the task's files to."),
+    sft_rows: int = typer.Option(3000, "--sft-rows", help="SFT demonstrations (mixed quality)."),
+    prompts: int = typer.Option(256, "--prompts", help="Prompts to sample and rank preference candidates on."),
+    heldout: int = typer.Option(64, "--heldout", help="Held-out evaluation prompts (never trained on)."),
+    hidden_size: int = typer.Option(64, "--hidden-size", help="Hidden size of the random tiny Llama."),
+    layers: int = typer.Option(2, "--layers", help="Transformer layers."),
+    heads: int = typer.Option(4, "--heads", help="Attention heads."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the prompts, demonstrations and weights."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the task files already in OUTPUT."),
+) -> None:
+    """Write a synthetic task with a verifiable, graded reward: a random tiny Llama and its tokenizer (model/),
+    SFT demonstrations (sft.jsonl), preference prompts (prompts.jsonl), held-out instructions (heldout.json) and
+    the reward function (reward.py, for --judge reward:OUTPUT/reward.py:reward).
+
+    Example: prefcli fixtures task sort runs/sort
+    """
+    from prefcli.cli.common import summary_table
+    from prefcli.tasks import build_task
+
+    info = build_task(name, output, sft_rows=sft_rows, prompts=prompts, heldout=heldout, hidden_size=hidden_size,
+                      layers=layers, heads=heads, seed=seed, overwrite=overwrite)
+    console.print(summary_table(f"prefcli fixtures task {name}", [
+        ("directory", str(output)), ("SFT demonstrations", sft_rows), ("preference prompts", prompts),
+        ("held-out prompts", heldout), ("model", f"Llama, hidden {hidden_size}, {layers} layers"),
+        ("reward judge", info["reward"])]))

@@ -73,7 +73,10 @@ def length_controlled_winrate(preferences: list[float | None], model_lengths: li
         train, design = make_dmatrix_for_model(frame, test, formula=info["formula"])
         import sklearn
 
-        with sklearn.config_context():  # the fit turns on metadata routing globally; keep that to this call
+        # The fit turns on metadata routing globally: keep that to this call. alpaca_eval passes arguments newer
+        # scikit-learn deprecates; their FutureWarnings are not the user's to act on.
+        with sklearn.config_context(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
             model = fit_LogisticRegressionCV(train, "preference", is_ytrue_proba=True, **info["kwargs"])
         predicted = pd.Series(model.predict_proba(design)[:, 1])
     result.update({

@@ -34,7 +34,7 @@ class LossInfo:
     formula: str
     hparams: dict[str, Any]
     reference_free: bool
-    data_kind: str  # "pair" | "unpaired" | "candidates"
+    data_kind: str  # "pair" | "unpaired" | "candidates" | "chosen"
     batch_coupled: bool
     uses_lengths: bool
 

@@ -187,6 +187,7 @@ class PreferenceLoss(nn.Module):
     batch_coupled: ClassVar[bool] = False
     needs_candidates: ClassVar[bool] = False
     unpaired: ClassVar[bool] = False
+    chosen_only: ClassVar[bool] = False  # trains on the chosen completion alone (sft)
     needs_kl_pairs: ClassVar[bool] = False
     uses_lengths: ClassVar[bool] = False
     negatives: int = 1
@@ -206,6 +207,8 @@ class PreferenceLoss(nn.Module):
     def data_kind(cls) -> str:
         if cls.needs_candidates:
             return "candidates"
+        if cls.chosen_only:
+            return "chosen"
         return "unpaired" if cls.unpaired else "pair"
 
     def check_hparams(self) -> None:

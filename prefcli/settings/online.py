@@ -14,11 +14,12 @@ from prefcli.settings.read import to_dict
 
 @dataclass(frozen=True)
 class JudgeSettings:
-    """How candidates are judged. ``judge``: an OpenAI-compatible base URL, ``hf:PATH`` or ``rule:length`` (the
-    deterministic demo judge). The API key is never part of the settings: ``judge_key_env`` names the environment
-    variable the CLI reads it from."""
+    """How candidates are judged. ``judge``: an OpenAI-compatible base URL, ``hf:PATH``, ``reward:…`` (a Python
+    reward function), ``rm:…`` (a reward model) or ``rule:length`` (the deterministic demo judge). The API key is
+    never part of the settings: ``judge_key_env`` names the environment variable the CLI reads it from."""
 
-    judge: str = setting("", "Judge: OpenAI-compatible base URL, hf:PATH, or rule:length (demo).", required=True,
+    judge: str = setting("", "Judge: OpenAI-compatible base URL, hf:PATH, rule:length (demo), "
+                         "reward:FILE.py:FUNCTION, reward:module:FUNCTION or rm:PATH.", required=True,
                          resumable=True)
     judge_model: str | None = setting(None, "Model name the judge server expects.")
     judge_key_env: str | None = setting(None, "Environment variable holding the judge's API key.", resumable=True)

@@ -1,7 +1,9 @@
 """Judges: anything that answers a :class:`JudgeRequest` with a :class:`JudgeReply`.
 
 ``--judge`` specs: an OpenAI-compatible base URL (``http://127.0.0.1:8000/v1``), ``hf:PATH`` (a local HF model) or
-``rule:length`` (a deterministic DEMO judge that prefers the longer output; not a quality measure).
+``rule:length`` (a deterministic DEMO judge that prefers the longer output; not a quality measure),
+``reward:FILE.py:FUNCTION`` / ``reward:package.module:FUNCTION`` (a Python reward function) or ``rm:PATH_OR_ID``
+(a sequence-classification reward model); the last two score each output and compare the scores.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ __all__ = [
 
 
 def judge_kind(spec: str) -> str:
-    """``openai`` | ``hf`` | ``rule`` for a ``--judge`` value (ConfigError when it is none of them)."""
+    """``openai`` | ``hf`` | ``rule`` | ``reward`` | ``rm`` for a ``--judge`` value (ConfigError when it is none of
+    them)."""
     if spec.startswith(("http://", "https://")):
         return "openai"
     if spec.startswith("hf:") and len(spec) > 3:
@@ -38,7 +41,15 @@ def judge_kind(spec: str) -> str:
             raise ConfigError(f"--judge: unknown rule {rule!r} (available: "
                               f"{', '.join('rule:' + r for r in RULES)})" + (f"; {hint}" if hint else ""))
         return "rule"
-    raise ConfigError(f"--judge: {spec!r} is not an http(s):// base URL, hf:PATH or rule:NAME")
+    if spec.startswith("reward:"):
+        from prefcli.eval.judges.reward import split_spec
+
+        split_spec(spec)
+        return "reward"
+    if spec.startswith("rm:") and len(spec) > 3:
+        return "rm"
+    raise ConfigError(f"--judge: {spec!r} is not an http(s):// base URL, hf:PATH, rule:NAME, "
+                      "reward:FILE.py:FUNCTION, reward:package.module:FUNCTION or rm:PATH_OR_ID")
 
 
 def make_judge(spec: str | list[str], *, protocol, model: str | None = None, api_key: str | None = None,
@@ -67,6 +78,14 @@ def make_judge(spec: str | list[str], *, protocol, model: str | None = None, api
         from prefcli.eval.judges.hf_local import LocalHFJudge
 
         return LocalHFJudge(spec[len("hf:"):])
+    if kind == "reward":
+        from prefcli.eval.judges.reward import RewardJudge
+
+        return RewardJudge(spec, protocol)
+    if kind == "rm":
+        from prefcli.eval.judges.rm import RewardModelJudge
+
+        return RewardModelJudge(spec[len("rm:"):], protocol)
     from prefcli.eval.judges.rule import LengthRuleJudge
 
     return LengthRuleJudge(protocol)

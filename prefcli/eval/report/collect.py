@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from prefcli.errors import ConfigError, DataError, PrefcliError
-from prefcli.eval.report.columns import Observation, harness_observations, judged_observations
+from prefcli.eval.report.columns import Observation, harness_observations, judged_observations, reward_observations
 
 NAME_BY = ("dir", "model", "path")
 _SEED_SUFFIX = re.compile(r"[-_.]?seed[-_]?\d+$", re.IGNORECASE)
@@ -78,6 +78,9 @@ def collect(run_dirs: list[str], name_by: str = "dir") -> tuple[list[Observation
                 config = data.get("config") if isinstance(data.get("config"), dict) else {}
                 seed = config.get("seed")
                 found = harness_observations(path, data)
+            elif data.get("kind") == "reward":
+                seed = data.get("seed")
+                found = reward_observations(path, data)
             else:
                 seed = data.get("seed")
                 found = judged_observations(path, data)

@@ -42,7 +42,7 @@ JUDGED_METRICS: tuple[JudgedMetric, ...] = (
 class Column:
     key: str
     label: str
-    kind: str  # "winrate" (any judged metric) | "harness"
+    kind: str  # "winrate" (any judged metric) | "harness" | "reward" (prefcli eval reward)
     details: dict = field(default_factory=dict, compare=False, hash=False)
     demo_judge: bool = False
     order: int = 0  # position of its metric within a protocol's columns
@@ -54,7 +54,7 @@ class Column:
     @property
     def single_run_interval(self) -> str:
         """How one run's own interval was obtained."""
-        return "run ci95" if self.kind == "winrate" else "1.96 stderr"
+        return "1.96 stderr" if self.kind == "harness" else "run ci95"
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,24 @@ def _interval(path: Path, data: dict, key: str | None) -> tuple[float, float] | 
     if not (isinstance(ci95, list) and len(ci95) == 2 and all(isinstance(v, (int, float)) for v in ci95)):
         raise DataError(path, None, "must be [low, high] in percent", field=key)
     return float(ci95[0]), float(ci95[1])
+
+
+def reward_observations(path: Path, data: dict) -> Found:
+    """The mean reward of a ``prefcli eval reward`` result (``kind: reward``), x 100 when every score is in [0, 1]
+    (raw otherwise), with its ``ci95``; nothing when no output was scored."""
+    if data.get("mean") is None:
+        return []
+    mean = finite_number(path, data, "mean")
+    scale = 100.0 if data.get("unit_interval") is True else 1.0
+    ci95 = data.get("ci95")
+    interval = None
+    if isinstance(ci95, list) and len(ci95) == 2 and all(isinstance(v, (int, float)) for v in ci95):
+        interval = (scale * float(ci95[0]), scale * float(ci95[1]))
+    judge = str(data.get("reward_model") or data.get("reward"))
+    column = Column(key=f"reward|{judge}|{scale}", label="reward x100" if scale == 100 else "reward (raw)",
+                    kind="reward", details={"reward": data.get("reward"), "judge_model": judge,
+                                            "unit": "percent" if scale == 100 else "raw"})
+    return [(column, scale * mean, interval)]
 
 
 def harness_observations(path: Path, data: dict) -> Found:

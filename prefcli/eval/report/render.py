@@ -17,7 +17,7 @@ def format_cell(cell: dict | None, digits: int = 2) -> str:
 
 
 def header(column: dict) -> str:
-    return column["label"] if column.get("unit") == "raw" else f"{column['label']} (%)"
+    return column["label"] if column.get("unit") == "raw" or column["kind"] == "reward" else f"{column['label']} (%)"
 
 
 def render_markdown(report: dict) -> str:
