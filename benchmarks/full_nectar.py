@@ -21,12 +21,12 @@ Peak RSS is the child's own `ru_maxrss` (``os.wait4``). Rounds interleave prefcl
 both; the best of the rounds is reported. The machine may be shared: run it under `nice` and read ratios, not
 absolute times, as the comparable figures.
 
-`--precompute-ref` (prefcli's default) scores the reference log-probs of the examples before the first step;
-until the reference is computed only for the rows a run reaches, that is all 183k records, so by default the
-benchmark passes `--no-precompute-ref` (the frozen reference scored each step, as TRL does by default) and says so.
+prefcli runs in its default reference mode: the reference log-probs of the examples the run's steps reach (2 or
+200 batches, not 183k records) are scored before the first step and cached beside the data, so the warm run loads
+them. `--no-precompute-ref` scores the frozen reference on every step instead, as TRL does by default.
 
 Run: nice -n 5 python benchmarks/full_nectar.py [--work DIR] [--rows 183000] [--rounds 1] [--long-steps 200]
-     [--skip-trl] [--precompute-ref]
+     [--skip-trl] [--no-precompute-ref]
 """
 
 from __future__ import annotations
@@ -154,7 +154,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--long-steps", type=int, default=200, help="0: skip the long run")
     parser.add_argument("--skip-trl", action="store_true")
-    parser.add_argument("--precompute-ref", action="store_true", help="prefcli's default reference mode")
+    parser.add_argument("--precompute-ref", action=argparse.BooleanOptionalAction, default=True,
+                        help="prefcli's default reference mode (reached rows scored once, cached); "
+                             "--no-precompute-ref scores the reference every step")
     parser.add_argument("--trl-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model"), parser.add_argument("--pairs"), parser.add_argument("--output")
     args = parser.parse_args()
