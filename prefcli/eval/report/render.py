@@ -55,6 +55,7 @@ def render_markdown(report: dict) -> str:
 def render_chart(report: dict, path: Path) -> None:
     """Grouped bars (one group per column, one bar per row) with the 95% intervals, written as PNG."""
     try:
+        import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
@@ -62,9 +63,11 @@ def render_chart(report: dict, path: Path) -> None:
 
     columns, rows = report["columns"], report["rows"]
     width = 0.8 / max(1, len(rows))
-    figure = Figure(figsize=(max(6.0, 1.6 * len(columns) + 2), 4.8), dpi=120)
+    figure = Figure(figsize=(max(6.0, 1.6 * len(columns) + 2) + 2.2, 4.8), dpi=120)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
+    # matplotlib's default cycle repeats after 10 colours; a testbed report has more rows than that.
+    palette = matplotlib.colormaps["tab20"] if len(rows) > 10 else matplotlib.colormaps["tab10"]
     for index, row in enumerate(rows):
         xs, heights, lower, upper = [], [], [], []
         for position, column in enumerate(columns):
@@ -76,7 +79,7 @@ def render_chart(report: dict, path: Path) -> None:
             low, high = cell["ci95"] if cell["ci95"] else (cell["mean"], cell["mean"])
             lower.append(max(0.0, cell["mean"] - low))
             upper.append(max(0.0, high - cell["mean"]))
-        axes.bar(xs, heights, width=width, yerr=[lower, upper], capsize=3,
+        axes.bar(xs, heights, width=width, yerr=[lower, upper], capsize=3, color=palette(index % palette.N),
                  label=f"{row['name']} (n={len(row['runs'])})")
     axes.set_xticks(range(len(columns)))
     axes.set_xticklabels([column["label"] for column in columns], rotation=25, ha="right", fontsize=8)
@@ -86,7 +89,7 @@ def render_chart(report: dict, path: Path) -> None:
     if report["demo_judges"]:
         title += " - winrates from a DEMO judge"
     axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     with atomic_open(path, "wb") as handle:
