@@ -67,16 +67,21 @@ class BatchPlan:
             cycle += 1
         return stream[:needed]
 
+    def _windows(self, first_micro_step: int, end_micro_step: int):
+        """The slices of example indices all processes train on in micro-steps ``[first, end)`` (unpaired: the
+        desirable slice, then the undesirable one, per micro-step)."""
+        for micro_step in range(first_micro_step, end_micro_step):
+            epoch, within = divmod(micro_step, self.micro_batches_per_epoch)
+            order = self._epoch_order(epoch)
+            window = slice(within * self.global_batch, (within + 1) * self.global_batch)
+            yield from (part[window] for part in (order if self.unpaired else (order,)))
+
     def global_indices(self, micro_steps: int) -> list[int]:
         """Every example index that any process trains on in micro-steps ``[0, micro_steps)``, in first-use
         order (what a run of that length needs tokenized)."""
         seen: dict[int, None] = {}
-        for micro_step in range(micro_steps):
-            epoch, within = divmod(micro_step, self.micro_batches_per_epoch)
-            order = self._epoch_order(epoch)
-            span = slice(within * self.global_batch, (within + 1) * self.global_batch)
-            for part in (order if self.unpaired else (order,)):
-                seen.update(dict.fromkeys(part[span]))
+        for part in self._windows(0, micro_steps):
+            seen.update(dict.fromkeys(part))
             if len(seen) == self.num_examples:
                 break
         return list(seen)
@@ -96,11 +101,4 @@ class BatchPlan:
         if end_micro_step - first_micro_step >= self.micro_batches_per_epoch:
             everything = self.desirable + self.undesirable if self.unpaired else self.indices
             return sorted(everything)  # a whole epoch covers every example (the smaller unpaired group cycles)
-        reached: set[int] = set()
-        for micro_step in range(first_micro_step, end_micro_step):
-            epoch, within = divmod(micro_step, self.micro_batches_per_epoch)
-            order = self._epoch_order(epoch)
-            window = slice(within * self.global_batch, (within + 1) * self.global_batch)
-            for part in (order if self.unpaired else (order,)):
-                reached.update(part[window])
-        return sorted(reached)
+        return sorted(set().union(*self._windows(first_micro_step, end_micro_step)))
