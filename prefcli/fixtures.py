@@ -89,13 +89,18 @@ def build_tiny_model(output_dir: str | Path, *, hidden_size: int = 64, num_layer
 
 
 def nectar_row(rng: random.Random, index: int, num_answers: int = 7, turns: int = 1) -> dict:
-    """One row in the Nectar schema: Anthropic-style prompt text and ranked ``answers`` in shuffled order."""
+    """One row in the Nectar schema: Anthropic-style prompt text and ranked ``answers`` in shuffled order.
+
+    Answers are paragraphs of 1-10 sentences, so a row weighs what a real Nectar row does (about 5.7 kB: 183k rows
+    make about 1 GB).
+    """
     prompt = ""
     for turn in range(turns):
         prompt += f"\n\nHuman: {synthetic_sentence(rng)}\n\nAssistant:"
         if turn < turns - 1:
             prompt += f" {synthetic_sentence(rng)}"
-    answers = [{"answer": synthetic_sentence(rng, 6, 40), "model": f"model-{rank}", "rank": float(rank)}
+    answers = [{"answer": " ".join(synthetic_sentence(rng, 6, 40) for _ in range(rng.randint(1, 10))),
+                "model": f"model-{rank}", "rank": float(rank)}
                for rank in range(1, num_answers + 1)]
     rng.shuffle(answers)
     return {"prompt": prompt, "answers": answers, "turns": turns, "num_responses": num_answers,

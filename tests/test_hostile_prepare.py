@@ -88,6 +88,11 @@ def _latin1_json_array(tmp: Path) -> None:
     (tmp / "in.json").write_bytes(b"[\n" + good + b",\n" + good.replace(b"answer 3", b"caf\xe9 3") + b"\n]\n")
 
 
+def _json_array_cut_in_a_character(tmp: Path) -> None:
+    good = json.dumps(NECTAR_ROW).encode()
+    (tmp / "in.json").write_bytes(b"[\n" + good + b",\n" + good[:20] + "é".encode()[:1])
+
+
 def _stale_output_dir(tmp: Path) -> None:
     _write_inputs(tmp)
     (tmp / "out.jsonl").mkdir()
@@ -114,6 +119,9 @@ CASES = [
          "in.jsonl:2: not valid UTF-8 (byte 0xe9", setup=_latin1_jsonl, absent=("{tmp}/out.jsonl",)),
     Case("prepare-nectar-non-utf8-json-array", ("prepare", "nectar", "--input", "{tmp}/in.json", *NECTAR_OUT),
          "in.json:3: not valid UTF-8 (byte 0xe9)", setup=_latin1_json_array, absent=("{tmp}/out.jsonl",)),
+    Case("prepare-nectar-json-array-ends-inside-a-character",
+         ("prepare", "nectar", "--input", "{tmp}/in.json", *NECTAR_OUT), "in.json:3: not valid UTF-8 (byte 0xc3)",
+         setup=_json_array_cut_in_a_character, absent=("{tmp}/out.jsonl",)),
     Case("prepare-ultrafeedback-min-score-gap-nan",
          ("prepare", "ultrafeedback", "--input", "{tmp}/uf.jsonl", "--output", "{tmp}/out.jsonl",
           "--min-score-gap", "nan"), "--min-score-gap must be a finite number", setup=_write_inputs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -38,3 +39,9 @@ def renamed_flag(old_value, new_value, old: str, new: str):
         raise ConfigError(f"{old}: is the old name of {new}; give one of them")
     err_console.print(f"[yellow]warning:[/yellow] {old} is deprecated; use {new}", highlight=False)
     return old_value
+
+
+def generating_model_option():
+    """``--model`` of the eval commands that can generate the outputs they score."""
+    return typer.Option(None, "--model", help="Model directory to generate outputs with (saved to "
+                        "OUTPUT/outputs.json, reused on rerun).")

@@ -11,7 +11,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from prefcli.cli.common import console, err_console, progress_bar, summary_table
+from prefcli.cli.common import console, err_console, generating_model_option, progress_bar, summary_table
+from prefcli.cli.generate import decoding_flags, generation_params
 from prefcli.errors import ConfigError, DataError, JudgeError
 from prefcli.eval.judged import (
     JudgedEval,
@@ -24,7 +25,7 @@ from prefcli.eval.judged import (
 )
 from prefcli.eval.judges import DEMO_LABEL, judge_kind
 from prefcli.eval.store import JudgmentStore
-from prefcli.generate import GenerationParams
+from prefcli.settings.cli import with_more_options
 
 _HELP = {
     "alpaca": (
@@ -50,6 +51,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _judged_command(protocol_name: str):
+    @with_more_options(decoding_flags("seed"))  # --seed also seeds the judging order and the bootstrap
     def command(
         output: Path = typer.Option(..., "--output", "-o", help="Run directory: results.json, judgments.jsonl, "
                                     "outputs.json (with --model) and the default store."),
@@ -58,8 +60,7 @@ def _judged_command(protocol_name: str):
                                         "reward:module:FUNCTION (a Python reward function), rm:PATH_OR_ID (a "
                                         "reward model) or rule:length (DEMO judge: prefers the longer output). "
                                         "Repeat with several URLs of one judge model to spread the calls by load."),
-        model: Path | None = typer.Option(None, "--model", help="Model directory to generate outputs with "
-                                          "(saved to OUTPUT/outputs.json, reused on rerun)."),
+        model: Path | None = generating_model_option(),
         outputs: Path | None = typer.Option(None, "--outputs", help="Model outputs: alpaca_eval format (JSON "
                                             "list or JSONL of {instruction, output, generator}) or an "
                                             "arena-hard-auto model_answer/*.jsonl file (matched by uid)."),
@@ -111,11 +112,7 @@ def _judged_command(protocol_name: str):
                                           "twice; rerun it after the first ends to reuse its judgments."),
         limit: int | None = typer.Option(None, "--limit", min=1, help="Judge only the first N items."),
         bootstrap_rounds: int = typer.Option(1000, "--bootstrap-rounds", min=10, help="Bootstrap resamples."),
-        max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1, help="Generation (--model)."),
-        temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Generation; 0 = greedy."),
-        top_p: float = typer.Option(1.0, "--top-p", help="Generation (sampling only)."),
-        batch_size: int = typer.Option(8, "--batch-size", min=1, help="Generation batch size."),
-        backend: str = typer.Option("hf", "--backend", help="Generation backend: hf or vllm."),
+        **decoding,
     ) -> None:
         settings = JudgedEvalSettings(
             output=output, judge=tuple(judge), protocol=protocol, protocol_version=protocol_version, model=model,
@@ -124,8 +121,7 @@ def _judged_command(protocol_name: str):
             judge_prompt=judge_prompt, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
             retry_delay=retry_delay, max_failed_frac=max_failed_frac, judge_max_tokens=judge_max_tokens, seed=seed,
             store=store, limit=limit, bootstrap_rounds=bootstrap_rounds,
-            generation=GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                        batch_size=batch_size, seed=seed, backend=backend))
+            generation=generation_params(decoding, seed=seed))
         _print_evaluation(settings, _evaluate(settings))
 
     command.__name__ = f"eval_{protocol_name}"

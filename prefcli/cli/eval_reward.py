@@ -9,10 +9,12 @@ from pathlib import Path
 
 import typer
 
-from prefcli.cli.common import console, err_console, progress_bar, summary_table
+from prefcli.cli.common import console, err_console, generating_model_option, progress_bar, summary_table
+from prefcli.cli.generate import decoding_flags, generation_params
 from prefcli.errors import ConfigError
 from prefcli.eval.model_outputs import generate_model_outputs
 from prefcli.generate import GenerationParams
+from prefcli.settings.cli import with_more_options
 
 EXAMPLE = ("prefcli eval reward --model runs/mcpo --instructions task/heldout.json "
            "--reward reward:task/reward.py:reward --output runs/mcpo/reward")
@@ -23,13 +25,13 @@ def register(app: typer.Typer) -> None:
                                 "reward:package.module:FUNCTION) or a reward model (rm:PATH_OR_ID); writes "
                                 "OUTPUT/results.json (mean, std, ci95, n) and OUTPUT/scores.jsonl (one score per "
                                 f"item), readable by eval report.\n\nExample: {EXAMPLE}")
+    @with_more_options(decoding_flags("batch_size"))  # --batch-size also sizes reward-model batches
     def reward(
         reward_spec: str = typer.Option(..., "--reward", help="reward:FILE.py:FUNCTION, "
                                         "reward:package.module:FUNCTION or rm:PATH_OR_ID."),
         output: Path = typer.Option(..., "--output", "-o", help="Run directory: results.json, scores.jsonl "
                                     "(and outputs.json with --model)."),
-        model: Path | None = typer.Option(None, "--model", help="Model directory to generate outputs with "
-                                          "(saved to OUTPUT/outputs.json, reused on rerun)."),
+        model: Path | None = generating_model_option(),
         outputs: Path | None = typer.Option(None, "--outputs", help="Model outputs, alpaca_eval format: JSON "
                                             "list or JSONL with 'instruction' and 'output'."),
         instructions: Path | None = typer.Option(None, "--instructions", help="JSON/JSONL file with "
@@ -37,19 +39,13 @@ def register(app: typer.Typer) -> None:
                                                  "scores only these)."),
         limit: int | None = typer.Option(None, "--limit", min=1, help="Score the first N instructions."),
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="Generation batch and reward-model batch."),
-        max_new_tokens: int = typer.Option(512, "--max-new-tokens", min=1, help="Generation (--model)."),
-        temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Generation (--model); 0 = greedy."),
-        top_p: float = typer.Option(1.0, "--top-p", help="Generation (--model)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of sampling (--model with --temperature > 0)."),
-        backend: str = typer.Option("hf", "--backend", help="Generation backend (--model): hf or vllm."),
+        **decoding,
     ) -> None:
         _run(reward_spec=reward_spec, output=output, model=model, outputs=outputs, instructions=instructions,
-             limit=limit, batch_size=batch_size, seed=seed,
-             generation=GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                           batch_size=batch_size, seed=seed, backend=backend))
+             limit=limit, batch_size=batch_size, generation=generation_params(decoding, batch_size=batch_size))
 
 
-def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batch_size, seed,
+def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batch_size,
          generation: GenerationParams) -> None:
     from prefcli import __version__
     from prefcli.data.atomic import atomic_open, write_json
@@ -102,7 +98,7 @@ def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batc
     generator = next(iter(out_table.values()))[1] if out_table else None
     summary = {"kind": "reward", "reward": reward_spec, "reward_model": scorer.name, **stats,
                "model": str(model) if model is not None else generator, "outputs": outputs_source,
-               "seed": seed, "scores": str(output / "scores.jsonl"), "prefcli_version": __version__}
+               "seed": generation.seed, "scores": str(output / "scores.jsonl"), "prefcli_version": __version__}
     with atomic_open(output / "scores.jsonl") as handle:
         for index, item in enumerate(scored):
             handle.write(json.dumps({"item": index, "instruction": item.instruction, "output": item.output,
@@ -110,7 +106,7 @@ def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batc
     write_json(output / "results.json", summary)
     inputs = {key: file_checksum(Path(value)) for key, value in
               (("outputs", outputs_source), ("instructions", instructions)) if value and Path(value).is_file()}
-    write_sidecar(output / "results.json", seed=seed, inputs=inputs,
+    write_sidecar(output / "results.json", seed=generation.seed, inputs=inputs,
                   argv=["prefcli", *sys.argv[1:]], counts={"n": stats["n"], "failed": stats["failed"]},
                   config={"reward": reward_spec, "reward_model": scorer.name,
                           "generation": asdict(generation) if model is not None else None})

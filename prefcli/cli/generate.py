@@ -19,6 +19,16 @@ from prefcli.settings.cli import options, with_options
 DECODING_FLAGS = [param for param in options(GenerationParams) if param.name != "num_return_sequences"]
 
 
+def decoding_flags(*own: str) -> list[inspect.Parameter]:
+    """The decoding flags of a command that declares the flags named ``own`` itself."""
+    return [param for param in DECODING_FLAGS if param.name not in own]
+
+
+def generation_params(decoding: dict, **own) -> GenerationParams:
+    """The GenerationParams of the decoding flags given (the others keep their defaults) and ``own`` values."""
+    return GenerationParams(**{name: value for name, value in decoding.items() if value is not None}, **own)
+
+
 def _files() -> list[inspect.Parameter]:
     def option(name: str, annotation, help: str) -> inspect.Parameter:
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
@@ -42,7 +52,7 @@ def register(app: typer.Typer) -> None:
         Example: prefcli generate --model ./sft --instructions instructions.json --output ref.json
         """
         # every value checked before any file is read
-        generation = GenerationParams(**{name: value for name, value in decoding.items() if value is not None})
+        generation = generation_params(decoding)
         check_output_file(output, inputs={"--instructions": instructions, "--model": model})
         instruction_list = read_instructions(instructions)
         with progress_bar(transient=True) as bar:

@@ -280,7 +280,11 @@ def _iter_json_array(source: RowSource) -> Iterator[tuple[int, Any]]:
             data = handle.read(_CHUNK)
             if not data:
                 eof = True
-                utf8.decode(b"", final=True)
+                try:
+                    utf8.decode(b"", final=True)
+                except UnicodeDecodeError:  # the file ends inside a multi-byte character
+                    pending = utf8.getstate()[0]
+                    raise _NotUTF8(line + buffer.count("\n", pos), pending[0]) from None
                 return False
             if first_chunk and data.startswith(_BOM):
                 data = data[3:]

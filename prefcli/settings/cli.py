@@ -97,6 +97,16 @@ def with_options(params: list[inspect.Parameter], extra: list[inspect.Parameter]
     return decorate
 
 
+def with_more_options(params: list[inspect.Parameter]):
+    """Keep a command's own Typer parameters and take ``params`` after them, into its ``**flags``."""
+    def decorate(function):
+        own = [param for param in inspect.signature(function).parameters.values()
+               if param.kind is not inspect.Parameter.VAR_KEYWORD]
+        return with_options(params, extra=own)(function)
+
+    return decorate
+
+
 def given(cls, flags: dict) -> dict:
     """The flags that were given, nested the way :func:`prefcli.settings.fields.build` reads them: leaves of an
     optional group under its name (only when the group is switched on or already set); tuples and

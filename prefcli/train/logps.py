@@ -140,7 +140,9 @@ class SequenceScorer(nn.Module):
 
         decoder = self._decoder()
         prompt_mask = _length_mask(batch.prompt_lengths, batch.prompt_ids.shape[1])
-        prompt_out = decoder(input_ids=batch.prompt_ids, attention_mask=prompt_mask, use_cache=True)
+        # rows are right-padded: under the causal mask no real token sees a pad, so the prompt pass needs no
+        # padding mask (the fast causal attention path); pads' keys are masked in the completion passes below
+        prompt_out = decoder(input_ids=batch.prompt_ids, use_cache=True)
         prompts = torch.arange(batch.prompt_ids.shape[0], device=batch.prompt_ids.device)
         last_prompt_hidden = prompt_out.last_hidden_state[prompts, batch.prompt_lengths - 1]
         prompt_cache = [(layer.keys, layer.values) for layer in prompt_out.past_key_values.layers]
@@ -178,7 +180,7 @@ class SequenceScorer(nn.Module):
             width = int(lengths.max())
             ids = batch.full_ids[rows, :width]
             attention_mask = _length_mask(lengths, width)
-            out = decoder(input_ids=ids, attention_mask=attention_mask, use_cache=False)
+            out = decoder(input_ids=ids, use_cache=False)  # right-padded rows: causal attention suffices
             positions = torch.arange(width, device=ids.device).unsqueeze(0)
             starts = batch.prompt_lengths[batch.row_prompt[rows]].unsqueeze(1)
             target_mask = (positions >= starts) & attention_mask.bool()

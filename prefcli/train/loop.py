@@ -213,8 +213,7 @@ def setup_reference(run: Run, checks: Preflight, progress: Progress | None):
     # before the first step (and before any resume) the policy is the initial policy: it is the reference
     scoring = Scoring(make_scorer=separate_model if config.ref_model is not None else lambda: run.prepared,
                       examples_per_batch=max(1, config.batch_size * 2), pad_id=run.pad_id, device=accelerator.device,
-                      process_index=accelerator.process_index, num_processes=accelerator.num_processes,
-                      is_main=accelerator.is_main_process, autocast=accelerator.autocast)
+                      autocast=accelerator.autocast, processes=accelerator)
     on_progress = None
     if progress is not None:
         def on_progress(done: int, total: int) -> None:

@@ -19,7 +19,8 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
+from types import SimpleNamespace
 
 import torch
 
@@ -36,20 +37,19 @@ def full_rows(scorer) -> bool:
     return not getattr(scorer, "module", scorer).uses_shared_prompt()
 
 
+@dataclass
 class Reference:
     """Reference log-probs from a table (``cached``) or from a frozen scorer run on each batch."""
 
-    def __init__(self, mode: str, examples: list[Example], pad_id: int, device, *,
-                 table: dict[int, torch.Tensor] | None = None, scorer=None, context=contextlib.nullcontext,
-                 autocast=contextlib.nullcontext):
-        self.mode = mode
-        self.examples = examples
-        self.pad_id = pad_id
-        self.device = device
-        self.table = table
-        self.scorer = scorer
-        self.context = context
-        self.autocast = autocast
+    mode: str
+    examples: list[Example]
+    pad_id: int
+    device: object
+    _: KW_ONLY
+    table: dict[int, torch.Tensor] | None = None
+    scorer: object = None
+    context: Callable = contextlib.nullcontext
+    autocast: Callable = contextlib.nullcontext
 
     def logps(self, indices: list[int], picks: list[list[int]]) -> torch.Tensor:
         """Reference log-probs of completions ``picks[i]`` of example ``indices[i]`` ([len, k] float32)."""
@@ -103,16 +103,17 @@ def score_examples(scorer, examples: list[Example], indices: list[int], examples
 
 @dataclass
 class Scoring:
-    """How to score missing examples: the scorer (built only when something is missing), batch size, processes."""
+    """How to score missing examples: the scorer (built only when something is missing), batch size, and the
+    processes sharing the work (anything with accelerate's ``process_index``, ``num_processes`` and
+    ``is_main_process``; one process by default)."""
 
     make_scorer: Callable[[], object]
     examples_per_batch: int
     pad_id: int
     device: object
-    process_index: int = 0
-    num_processes: int = 1
-    is_main: bool = True
     autocast: Callable = contextlib.nullcontext
+    processes: object = field(default_factory=lambda: SimpleNamespace(process_index=0, num_processes=1,
+                                                                       is_main_process=True))
 
 
 def fill_table(cache: ReferenceCache, examples: list[Example], needed: list[int], scoring: Scoring,
@@ -128,27 +129,27 @@ def fill_table(cache: ReferenceCache, examples: list[Example], needed: list[int]
         was_training = getattr(scorer, "training", False)
         scorer.eval()
         full = full_rows(scorer)
-        share_total = sum(math.ceil(len(missing[s:s + SHARD_EXAMPLES]) / scoring.num_processes)
+        share_total = sum(math.ceil(len(missing[s:s + SHARD_EXAMPLES]) / scoring.processes.num_processes)
                           for s in range(0, len(missing), SHARD_EXAMPLES))
         done = [0]
 
         def advance(count: int) -> None:
             done[0] += count
-            if progress is not None and scoring.is_main:
+            if progress is not None and scoring.processes.is_main_process:
                 progress(done[0], share_total)
 
         for start in range(0, len(missing), SHARD_EXAMPLES):
             shard = missing[start:start + SHARD_EXAMPLES]
-            mine = shard[scoring.process_index::scoring.num_processes]
-            share = math.ceil(len(shard) / scoring.num_processes)
+            mine = shard[scoring.processes.process_index::scoring.processes.num_processes]
+            share = math.ceil(len(shard) / scoring.processes.num_processes)
             mine += [shard[0]] * (share - len(mine))  # same batch count everywhere: sharded engines call in lockstep
             scored = score_examples(scorer, examples, mine, scoring.examples_per_batch, scoring.pad_id,
                                     scoring.device, scoring.autocast, full, advance)
-            if scoring.num_processes > 1:
-                gathered: list = [None] * scoring.num_processes
+            if scoring.processes.num_processes > 1:
+                gathered: list = [None] * scoring.processes.num_processes
                 torch.distributed.all_gather_object(gathered, scored)
                 scored = {index: values for part in gathered for index, values in part.items()}
-            if scoring.is_main:
+            if scoring.processes.is_main_process:
                 cache.add(scored)
             table.update({index: torch.tensor(values, dtype=torch.float32) for index, values in scored.items()})
         scorer.train(was_training)

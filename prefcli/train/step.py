@@ -18,7 +18,8 @@ Metrics stay tensors (no host synchronisation per micro-step); the loop reduces 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 
 import torch
 
@@ -51,20 +52,23 @@ def reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor, unpaired: bool)
             "rewards/accuracy": accuracy}
 
 
+@dataclass
 class StepRunner:
     """Computes one micro-step's loss for a layout; reference log-probs come from a :class:`Reference`."""
 
-    def __init__(self, loss, layout: str, examples: list[Example], scorer, pad_id: int, device, *,
-                 reference: Reference | None = None, autocast=contextlib.nullcontext):
-        self.loss = loss
-        self.layout = layout
-        self.examples = examples
-        self.scorer = scorer
-        self.pad_id = pad_id
-        self.device = device
-        self.reference = reference
-        self.autocast = autocast
-        self.needs_reference = not getattr(loss, "reference_free", False)
+    loss: object
+    layout: str
+    examples: list[Example]
+    scorer: object
+    pad_id: int
+    device: object
+    _: KW_ONLY
+    reference: Reference | None = None
+    autocast: Callable = contextlib.nullcontext
+
+    @property
+    def needs_reference(self) -> bool:
+        return not getattr(self.loss, "reference_free", False)
 
     # ---- scoring helpers ------------------------------------------------------------------------------------
     def _score(self, prompts, rows, grad: bool) -> tuple[torch.Tensor, int]:
