@@ -17,7 +17,13 @@ ratio is taken within each round (TRL and prefcli run minutes apart, under about
 range of the per-round ratios are reported. Goals (issue 11): whole process >= 2x TRL with a fresh cache, median
 step >= 2.5x.
 
-Run: python benchmarks/train_speed.py [--rounds 3] [--steps 20] [--threads N] [--mcpo] [--keep DIR]
+Work per step (``--flops``, one extra untimed run of each trainer under torch's profiler): the matmul FLOPs per
+optimizer step, counted by the profiler (``aten::mm``/``addmm``/``bmm``; attention kernels are not counted) —
+TRL's (policy forward + backward + reference forward) against prefcli's (policy forward + backward, plus its
+reference pass spread over the steps). Their ratio is the per-step speed-up a trainer reaches by doing less work at
+the same matmul efficiency: the ceiling for the per-step ratio.
+
+Run: python benchmarks/train_speed.py [--rounds 3] [--steps 20] [--threads N] [--mcpo] [--flops] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,6 +71,36 @@ def make_assets(root: Path, seed: int = 0) -> tuple[Path, Path]:
 # ---- workers (run in their own process) -------------------------------------------------------------------------
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def matmul_gflop(function, *args, **kwargs) -> tuple[object, float]:
+    """``function(*args, **kwargs)`` and the GFLOPs of the matmuls it ran (torch profiler's count)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as profiler:
+        result = function(*args, **kwargs)
+    return result, sum(event.flops for event in profiler.key_averages() if event.key in MATMUL_OPS) / 1e9
+
+
+def count_prefcli_flops(args) -> dict:
+    """Matmul GFLOPs of prefcli's optimizer steps and of its reference pass, per optimizer step."""
+    import prefcli.train.loop as loop
+
+    counted = {}
+
+    def counting(name, original):
+        def wrapper(*inner, **kwargs):
+            result, counted[name] = matmul_gflop(original, *inner, **kwargs)
+            return result
+        return wrapper
+
+    loop.run_steps = counting("steps", loop.run_steps)
+    loop.setup_reference = counting("reference", loop.setup_reference)
+    worker_prefcli(args)
+    return {"step_gflop": counted["steps"] / args.steps, "reference_gflop": counted["reference"] / args.steps}
 
 
 def worker_prefcli(args) -> dict:
@@ -115,6 +152,8 @@ def worker_trl(args) -> dict:
                        precompute_ref_log_probs=False, beta=0.1, disable_tqdm=True, gradient_checkpointing=False)
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=config, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, callbacks=[StepClock()])
+    if args.flops:
+        return {"step_gflop": matmul_gflop(trainer.train)[1] / args.steps, "reference_gflop": 0.0}
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return {"step_seconds": times["last"] - times["first"], "steps": steps, "reference_seconds": 0.0,
@@ -126,7 +165,7 @@ def run_worker(kind: str, threads: int, **kwargs) -> dict:
     """Run one worker process; its result plus ``wall_seconds``, the whole process from spawn to exit."""
     command = [sys.executable, __file__, "--worker", kind, "--threads", str(threads)]
     for key, value in kwargs.items():
-        command += [f"--{key.replace('_', '-')}", str(value)]
+        command += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     started = time.perf_counter()
@@ -145,6 +184,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--mcpo", action="store_true", help="also time mcpo --negatives 1 and 4 (one round)")
+    parser.add_argument("--flops", action="store_true", help="also count each trainer's matmul work per step")
     parser.add_argument("--keep", type=Path, default=None, help="write assets and runs here (kept)")
     parser.add_argument("--report", type=Path, default=None,
                         help="only print the comparison of the runs finished so far in this --keep directory")
@@ -158,7 +198,10 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        result = worker_prefcli(args) if args.worker == "prefcli" else worker_trl(args)
+        if args.worker == "prefcli":
+            result = count_prefcli_flops(args) if args.flops else worker_prefcli(args)
+        else:
+            result = worker_trl(args)
         print(json.dumps(result))
         return
 
@@ -187,7 +230,16 @@ def main() -> None:
                 "prefcli", args.threads, output=root / f"mcpo{negatives}", cache=root / f"cache-mcpo{negatives}",
                 loss="mcpo", negatives=negatives, **common)]
 
+    work = None
+    if args.flops:
+        for kind in ("trl", "prefcli"):
+            shutil.rmtree(root / f"flops-{kind}", ignore_errors=True)
+        work = {kind: run_worker(kind, args.threads, output=root / f"flops-{kind}", cache=root / "cache-flops",
+                                 flops=True, **common)
+                for kind in ("trl", "prefcli")}
     report(rounds, root)
+    if work:
+        report_work(work)
 
 
 RUNS = {"trl": "trl dpo", "dpo": "prefcli dpo (fresh cache)", "dpo-warm": "prefcli dpo (warm cache)",
@@ -217,6 +269,7 @@ def spread(ratios: list[float]) -> str:
 
 def report(rounds: dict[str, list[dict]], root: Path) -> None:
     best = {}
+    rounds = {name: runs for name, runs in rounds.items() if runs}
     for name, runs in rounds.items():
         for run in runs:
             run["median"] = statistics.median(run["steps"])
@@ -252,6 +305,15 @@ def report(rounds: dict[str, list[dict]], root: Path) -> None:
             ratio = best[name]["median"] / fresh["median"]
             print(f"mcpo --negatives {negatives} step time / dpo step time: {ratio:.2f}x (median step; target <= "
                   f"{target}x: {'met' if ratio <= target else 'NOT met'})")
+
+
+
+def report_work(work: dict[str, dict]) -> None:
+    theirs, ours, reference = (work["trl"]["step_gflop"], work["prefcli"]["step_gflop"],
+                               work["prefcli"]["reference_gflop"])
+    print(f"matmul work per optimizer step: TRL {theirs:.1f} GFLOP (policy + reference), prefcli {ours:.1f} GFLOP "
+          f"(+ {reference:.1f} in its reference pass): {theirs / ours:.2f}x less per step, "
+          f"{theirs / (ours + reference):.2f}x with the reference pass: the ratios reached at TRL's matmul efficiency")
 
 
 if __name__ == "__main__":

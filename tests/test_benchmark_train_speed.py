@@ -25,3 +25,11 @@ def test_ratios_pair_each_round_with_its_own_trl_run(capsys):
     out = capsys.readouterr().out
     assert "per step (median step): median 2.00x, range 2.00-4.00x over 3 round(s) (goal >= 2.5x: NOT met" in out
     assert "whole process, fresh reference cache: median 3.00x, range 1.50-3.00x" in out
+
+
+def test_work_ratio_is_trl_flops_over_prefcli_flops(capsys):
+    train_speed.report_work({"trl": {"step_gflop": 100.0, "reference_gflop": 0.0},
+                             "prefcli": {"step_gflop": 40.0, "reference_gflop": 10.0}})
+    out = capsys.readouterr().out
+    assert "TRL 100.0 GFLOP" in out and "prefcli 40.0 GFLOP (+ 10.0 in its reference pass)" in out
+    assert "2.50x less per step, 2.00x with the reference pass" in out

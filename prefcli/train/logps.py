@@ -18,6 +18,9 @@ so every launch mode sees one forward per step.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -145,7 +148,7 @@ class SequenceScorer(nn.Module):
         prompt_out = decoder(input_ids=batch.prompt_ids, use_cache=True)
         prompts = torch.arange(batch.prompt_ids.shape[0], device=batch.prompt_ids.device)
         last_prompt_hidden = prompt_out.last_hidden_state[prompts, batch.prompt_lengths - 1]
-        prompt_cache = [(layer.keys, layer.values) for layer in prompt_out.past_key_values.layers]
+        prompt_cache = [(layer.keys, layer.values) for layer in _output_cache(prompt_out).layers]
         config = base_model(self.model).config
 
         hidden_parts, target_parts, row_parts = [], [], []
@@ -161,7 +164,7 @@ class SequenceScorer(nn.Module):
             offsets = torch.arange(width, device=completion_ids.device)
             position_ids = batch.prompt_lengths[row_prompt].unsqueeze(1) + offsets.unsqueeze(0)
             out = decoder(input_ids=completion_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          past_key_values=cache, use_cache=True)
+                          use_cache=True, **{_cache_keyword(type(decoder)): cache})
             # token t of a completion is predicted by the hidden state before it: the prompt's last one for t = 0
             hidden = torch.cat([last_prompt_hidden[row_prompt].unsqueeze(1), out.last_hidden_state[:, :-1]], dim=1)
             selected = completion_mask.bool()
@@ -190,6 +193,16 @@ class SequenceScorer(nn.Module):
             target_parts.append(ids[target_mask])
             row_parts.append(rows.unsqueeze(1).expand(-1, width)[target_mask])
         return torch.cat(hidden_parts), torch.cat(target_parts), torch.cat(row_parts)
+
+
+@functools.cache
+def _cache_keyword(decoder_class) -> str:
+    """The decoder's KV-cache argument: ``cache`` since transformers 5.24, ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(decoder_class.forward).parameters else "past_key_values"
+
+
+def _output_cache(output):
+    return output.cache if "cache" in output else output.past_key_values
 
 
 def _length_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
