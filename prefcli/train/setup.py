@@ -79,10 +79,7 @@ def build_optimizer(parameters, config: TrainConfig):
     import torch
 
     trainable = [parameter for parameter in parameters if parameter.requires_grad]
-    # one fused kernel per step instead of ~10 small ops per parameter tensor (on CPU the default is that loop)
-    fused = bool(trainable) and all(parameter.device.type in ("cpu", "cuda") and parameter.is_floating_point()
-                                    for parameter in trainable)
-    return torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+    return torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def build_scheduler(optimizer, config: TrainConfig, total_steps: int, part: RunPart | None = None):
