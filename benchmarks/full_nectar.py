@@ -2,7 +2,7 @@
 file, cold and with a warm cache, beside TRL 1.16's DPOTrainer tokenizing the same pairs (its `datasets.map`).
 
 Assets (made once, untimed, kept under --work): the benchmark model of `train_speed.py` (a random Llama, hidden 256,
-4 layers, 2k BPE vocabulary, ~3.2M parameters), `prefcli fixtures nectar --rows 183000` →
+4 layers, a 611-token BPE vocabulary, 4.5M parameters), `prefcli fixtures nectar --rows 183000` (about 1 GB) →
 `prefcli prepare nectar` → `nectar-183k.jsonl`, and the same pairs (prompt messages, chosen, rejected) as
 conversational rows for TRL.
 

@@ -1,5 +1,6 @@
-"""What ``prefcli eval harness`` costs on top of lm-eval: the offline tiny suite (examples/harness_tasks/tiny-suite.yaml,
-two tasks with different few-shot counts) on a small random model, timed end to end in one process.
+"""What ``prefcli eval harness`` costs on top of lm-eval: the offline tiny suite
+(examples/harness_tasks/tiny-suite.yaml, two tasks with different few-shot counts) on a small random model, timed
+end to end in one process.
 
 Measured in the same run, as peers: ``lm_eval.simple_evaluate`` called by hand with the same model object, tasks,
 shots and seeds, (a) with lm-eval's default TaskManager (indexes its ~14,000 built-in task YAMLs) and (b) with a

@@ -98,8 +98,8 @@ def main() -> None:
     assert [r.winner for r in ours] == expected == peer_winners
     assert judge.calls == peer_judge.calls == calls and rerun_judge.calls == 0
     ideal = (args.candidates - 1) * math.ceil(args.prompts / args.concurrency) * args.delay
-    print(f"{args.prompts} prompts x {args.candidates} candidates = {calls} judge calls, delay {args.delay * 1000:.0f} ms, "
-          f"concurrency {args.concurrency}")
+    print(f"{args.prompts} prompts x {args.candidates} candidates = {calls} judge calls, "
+          f"delay {args.delay * 1000:.0f} ms, concurrency {args.concurrency}")
     print(f"peer (sequential per prompt): {peer_seconds:8.2f} s")
     print(f"ours (round-batched, store):  {ours_seconds:8.2f} s   ideal {ideal:.2f} s   "
           f"speed-up x{peer_seconds / ours_seconds:.1f}   ours / ideal {ours_seconds / ideal:.2f}")

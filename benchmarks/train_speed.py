@@ -1,6 +1,7 @@
 """Training speed and memory: `prefcli train` against TRL's DPOTrainer, and MC-PO's cost over DPO.
 
-Setup (the issue's): a generated tiny Llama (hidden 256, 4 layers, vocab 2048, ~3.2M parameters), 256 synthetic
+Setup (the issue's): a generated tiny Llama (hidden 256, 4 layers; its BPE tokenizer, trained on the synthetic
+corpus with a 2,048 target, has 611 tokens: 4.5M parameters; the script prints both), 256 synthetic
 records with 4 candidates each (a pair's rejected is the first), batch 8, max length 256, 20 optimizer steps, fp32.
 Each run is its own subprocess (fresh interpreter, same thread count). Measured per run: the whole process's wall
 time (interpreter start to exit: imports, tokenization, model loading, reference log-probs, steps, saving), every
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import resource
@@ -66,6 +68,17 @@ def make_assets(root: Path, seed: int = 0) -> tuple[Path, Path]:
                       "chosen": paragraph(4, 12), "rejected": candidates[0], "candidates": candidates, "meta": {}}
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return model, data
+
+
+def describe_model(path: Path) -> str:
+    """``hidden 256, 4 layers, vocab 611, 4.51M parameters`` of the model at ``path``."""
+    from safetensors import safe_open
+
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    with safe_open(str(path / "model.safetensors"), "pt") as weights:
+        parameters = sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+    return (f"hidden {config['hidden_size']}, {config['num_hidden_layers']} layers, vocab {config['vocab_size']}, "
+            f"{parameters / 1e6:.2f}M parameters")
 
 
 # ---- workers (run in their own process) -------------------------------------------------------------------------
@@ -212,7 +225,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     model, data = make_assets(root)
     common = {"model": model, "data": data, "steps": args.steps}
-    print(f"tiny Llama (hidden 256, 4 layers, vocab 2048), {RECORDS} records x {CANDIDATES} candidates, batch "
+    print(f"tiny Llama ({describe_model(model)}), {RECORDS} records x {CANDIDATES} candidates, batch "
           f"{BATCH}, max length {MAX_LENGTH}, {args.steps} steps, fp32, {args.threads} threads, {args.rounds} "
           "interleaved rounds; TRL with bf16=False, gradient_checkpointing=False")
     rounds: dict[str, list[dict]] = {"trl dpo": [], "prefcli dpo (fresh cache)": [], "prefcli dpo (warm cache)": []}
