@@ -164,17 +164,6 @@ def setup_run(config: TrainConfig, checks: Preflight, part=None, progress: Progr
 
 
 # ---- 3. the reference -------------------------------------------------------------------------------------------
-def reference_cache_root(config: TrainConfig) -> Path:
-    import os
-
-    if config.ref_cache_dir:
-        return Path(config.ref_cache_dir)
-    data_dir = Path(config.data).resolve().parent
-    if os.access(data_dir, os.W_OK):
-        return data_dir / ".prefcli-cache"
-    return Path(config.output) / "ref-cache"
-
-
 def setup_reference(run: Run, checks: Preflight, progress: Progress | None):
     """The run's :class:`Reference` (None for reference-free losses) and, in cached mode, the cache's report."""
     import copy
@@ -204,7 +193,7 @@ def setup_reference(run: Run, checks: Preflight, progress: Progress | None):
 
     key = cache_key(config.ref_model or config.model, run.data_checksum, run.layout, config.max_length,
                     config.max_prompt_length, str(run.dtype).replace("torch.", ""))
-    cache = ReferenceCache(reference_cache_root(config), key)
+    cache = ReferenceCache(cache_root(config.data, config.output, config.ref_cache_dir, fallback="ref-cache"), key)
     start_step = checks.resume_from[0] if checks.resume_from is not None else 0
     if config.ref_rows == "all":
         needed = list(range(len(run.examples)))

@@ -9,7 +9,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefcli.data.sidecar import file_checksum as data_checksum
 from prefcli.errors import ConfigError
 from prefcli.progress import Progress
 from prefcli.train.checkpoint import TRAINER_STATE, complete_checkpoints, latest_checkpoint
@@ -176,6 +175,5 @@ def preflight(config: TrainConfig, progress: Progress | None = None) -> Prefligh
     loss = build_loss(config)
     records = load_records(config.data, loss, config.loss, progress=progress,
                            cache_dir=cache_root(config.data, config.output, config.ref_cache_dir))
-    checksum = data_checksum(config.data)
-    resume_from = _check_resume(config, checksum)
-    return Preflight(loss, records, resume_from, checksum)
+    resume_from = _check_resume(config, records.checksum)  # the index already hashed the file
+    return Preflight(loss, records, resume_from, records.checksum)

@@ -12,7 +12,6 @@ atomically, so a killed run leaves either no index or a complete one.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +151,4 @@ def load_index(path: str | Path, cache_dir: str | Path | None = None,
                 np.savez(handle, version=INDEX_VERSION, checksum=checksum, offsets=index.offsets,
                          lines=index.lines, kinds=index.kinds, alternatives=index.alternatives,
                          labels=index.labels)
-                handle.flush()
-                os.fsync(handle.fileno())
     return index, False

@@ -15,13 +15,12 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from prefcli.data.sidecar import file_checksum
+from prefcli.data.atomic import atomic_path
 
 CACHE_VERSION = 3  # 3: completions end with the chat template's end of turn; sharded cache
 
@@ -52,10 +51,6 @@ def cache_key(reference: str, data_checksum: str, layout: str, max_length: int, 
     fields = {"version": CACHE_VERSION, "model": model_fingerprint(reference), "data": data_checksum,
               "layout": layout, "max_length": max_length, "max_prompt_length": max_prompt_length, "dtype": dtype}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def data_checksum(path: str | Path) -> str:
-    return file_checksum(path)
 
 
 class ReferenceCache:
@@ -92,18 +87,8 @@ class ReferenceCache:
         state = {"key": self.key, "indices": torch.tensor(indices, dtype=torch.long),
                  "offsets": torch.cumsum(counts, 0),
                  "values": torch.tensor([value for index in indices for value in scored[index]], dtype=torch.float32)}
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=".tmp", dir=self.directory)
-        os.close(fd)
-        try:
+        final = self.directory / f"part-{time.time_ns()}-{os.getpid()}.pt"  # unique: runs may share a cache
+        with atomic_path(final) as tmp:
             torch.save(state, tmp)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            final = self.directory / f"part-{time.time_ns()}-{os.getpid()}.pt"  # unique: runs may share a cache
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
         return final
 

@@ -161,12 +161,13 @@ class TokenStore:
             self.refresh()
 
 
-def cache_root(data: str | Path, output: str | Path | None, override: str | Path | None = None) -> Path | None:
-    """Where token and record-index caches live: ``override``, else ``<data dir>/.prefcli-cache`` when that is
-    writable, else ``<output>/token-cache`` (None when there is no output either)."""
+def cache_root(data: str | Path, output: str | Path | None, override: str | Path | None = None,
+               fallback: str = "token-cache") -> Path | None:
+    """Where a run's caches live: ``override``, else ``<data dir>/.prefcli-cache`` when that is writable, else
+    ``<output>/<fallback>`` (None when there is no output either)."""
     if override:
         return Path(override)
     data_dir = Path(data).resolve().parent
     if os.access(data_dir, os.W_OK):
         return data_dir / ".prefcli-cache"
-    return Path(output) / "token-cache" if output else None
+    return Path(output) / fallback if output else None
