@@ -51,14 +51,14 @@ def _run(*, reward_spec, output: Path, model, outputs, instructions, limit, batc
     from prefcli.data.atomic import atomic_open, write_json
     from prefcli.data.sidecar import file_checksum, write_sidecar
     from prefcli.eval import items as items_lib
+    from prefcli.eval.paths import check_output_dir
     from prefcli.eval.reward import make_scorer, score_outputs, summarize_scores
 
     if (model is None) == (outputs is None):
         raise ConfigError("pass exactly one of --model (generate the outputs) or --outputs FILE")
     if model is not None and instructions is None:
         raise ConfigError("--instructions FILE is required with --model")
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output {output}: exists and is not a directory")
+    check_output_dir(output)
     written = {output / "results.json", output / "scores.jsonl"}
     if outputs is not None and outputs.resolve() in {path.resolve() for path in written}:
         raise ConfigError(f"--outputs {outputs} would be overwritten by the results; write them elsewhere")
