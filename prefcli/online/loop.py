@@ -36,9 +36,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prefcli.data.atomic import atomic_open, publish_into, staging_dir, write_json
+from prefcli.data.sidecar import file_checksum
 from prefcli.errors import ConfigError
 from prefcli.progress import Progress  # phases: "segment K/S: generate|judge|tokenize|reference|train"
 from prefcli.settings import RESUMABLE_CHANGES, OnlineSettings, flatten, leaves
+from prefcli.train.metrics import read_metrics
 
 DONE = "DONE"
 GENERATION = "generation.json"
@@ -167,7 +170,7 @@ def run_online(config, *, api_key: str | None = None, progress: Progress | None 
                     "policy": str(policy), "final_model": summary["final_model"],
                     "final_loss": summary["final_loss"], "train_seconds": summary["train_seconds"],
                     "reference_seconds": summary["reference_seconds"], "resumed_from": summary["resumed_from"]}
-            _write_json(done_marker, done)
+            write_json(done_marker, done)
         metrics += _segment_metrics(plan, generation)
         _write_metrics(output, metrics)
         segments.append({"segment": plan.index, "prompts": len(plan.prompts), "steps": plan.steps,
@@ -191,7 +194,7 @@ def run_online(config, *, api_key: str | None = None, progress: Progress | None 
         "total_seconds": time.perf_counter() - started,
         "initial_model": initial_model, "reference_model": reference_model, "store": str(store_path),
     }
-    _write_json(output / "online.json", summary)
+    write_json(output / "online.json", summary)
     return summary
 
 
@@ -206,8 +209,6 @@ def _check_output(config, output: Path) -> None:
         if saved.is_file() or (output / "segments").is_dir():
             raise ConfigError(f"--output: {output} already holds an online run; pass --resume to continue it or "
                               "choose another directory")
-        from prefcli.data.atomic import atomic_open
-
         with atomic_open(saved) as handle:
             handle.write(yaml.safe_dump(settings, sort_keys=False, allow_unicode=True))
         return
@@ -248,8 +249,6 @@ def _generate_segment(config, plan: SegmentPlan, policy: str, data_path: Path, s
     _free_accelerator_memory()
     inputs = {}
     if Path(config.data).is_file():
-        from prefcli.data.sidecar import file_checksum
-
         inputs["prompts"] = file_checksum(config.data)
     write_candidates(data_path, result, inputs=inputs, argv=["prefcli train --online", f"segment {plan.index}"],
                      config={**sampling.to_dict(), **judging.to_dict(), "seed": seed, "model": str(policy),
@@ -261,7 +260,7 @@ def _generate_segment(config, plan: SegmentPlan, policy: str, data_path: Path, s
         "refilled": result.refilled, "judgments": result.judgments, "judgments_reused": result.judgments_reused,
         "generation_seconds": round(result.generation_seconds, 3), "judge_seconds": round(result.judge_seconds, 3),
         "completions_reused": result.completions_reused, "seed": seed}
-    _write_json(plan.directory / GENERATION, generation)
+    write_json(plan.directory / GENERATION, generation)
     return generation
 
 
@@ -309,12 +308,6 @@ def _read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _write_json(path: Path, obj) -> None:
-    from prefcli.data.atomic import write_json
-
-    write_json(path, obj)
-
-
 def _segment_metrics(plan: SegmentPlan, generation: dict) -> list[dict]:
     """A segment's lines of OUTPUT/metrics.jsonl: its generation line, then its training lines with global step
     numbers (read once, when the segment has finished training)."""
@@ -324,19 +317,15 @@ def _segment_metrics(plan: SegmentPlan, generation: dict) -> list[dict]:
               "policy": generation["policy"]}]
     metrics_file = plan.directory / "model" / "metrics.jsonl"
     if metrics_file.is_file():
-        for raw in metrics_file.read_text(encoding="utf-8").splitlines():
-            if raw.strip():
-                record = json.loads(raw)
-                record["segment_step"] = record["step"]
-                record["step"] = record["step"] + plan.step_offset
-                lines.append({"segment": plan.index, "event": "train", **record})
+        for record in read_metrics(metrics_file):
+            record["segment_step"] = record["step"]
+            record["step"] = record["step"] + plan.step_offset
+            lines.append({"segment": plan.index, "event": "train", **record})
     return lines
 
 
 def _write_metrics(output: Path, lines: list[dict]) -> None:
     """OUTPUT/metrics.jsonl from the lines gathered so far (atomic: a reader never sees half a file)."""
-    from prefcli.data.atomic import atomic_open
-
     with atomic_open(output / "metrics.jsonl") as handle:
         for line in lines:
             handle.write(json.dumps(line) + "\n")
@@ -349,8 +338,6 @@ def _publish_final_model(model_dir: Path, output: Path) -> None:
     """Put the last segment's model files in OUTPUT (hard links where possible: no second copy of the weights),
     through a temporary directory so OUTPUT never holds half a model. Publishing again (``--resume`` of a finished
     run, or of one killed while publishing) finds links to the same files already in place and keeps them."""
-    from prefcli.data.atomic import publish_into, staging_dir
-
     shutil.rmtree(output / ".final-tmp", ignore_errors=True)  # the staging name of earlier versions
     tmp = staging_dir(output / "final")
     for item in sorted(model_dir.iterdir()):
