@@ -85,8 +85,6 @@ def _check_output(config: TrainConfig) -> None:
     for parent in (output, *output.parents):
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"--output: {parent} is a file; expected a directory")
-    if config.ref_cache_dir and Path(config.ref_cache_dir).exists() and not Path(config.ref_cache_dir).is_dir():
-        raise ConfigError(f"--ref-cache-dir: {config.ref_cache_dir} is a file; expected a directory")
 
 
 def _finished_model(output: Path) -> bool:
